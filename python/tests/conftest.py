@@ -1,0 +1,31 @@
+"""Shared fixtures for the oracle suite: the g4convert binary, and helpers to run it."""
+import json
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TESTDATA = ROOT / "testdata"
+TINY = ["tiny-e2b", "tiny-e4b", "tiny-26b-a4b", "tiny-31b"]
+
+
+def g4convert_path():
+    return os.environ.get("G4CONVERT", str(ROOT / "build" / "g4convert"))
+
+
+def run_g4(*args, check=True):
+    proc = subprocess.run([g4convert_path(), *map(str, args)], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"g4convert {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def run_g4_json(*args):
+    return json.loads(run_g4(*args, "--json").stdout)
+
+
+@pytest.fixture(scope="session")
+def presets():
+    return {p["name"]: p for p in run_g4_json("presets")}

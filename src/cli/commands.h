@@ -1,0 +1,23 @@
+// The subcommands of the g4convert binary. Each registers its options on the app and sets `exit_code`
+// when it runs: 0 success, 1 the input has problems (inspect), 2 an error (message already printed).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace g4::cli {
+
+struct GlobalOptions {
+  bool quiet = false;
+  bool json = false;
+  unsigned threads = 0;  // 0: all cores
+};
+
+void add_synth_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
+void add_inspect_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
+void add_presets_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
+void add_version_command(CLI::App& app, int& exit_code);
+
+// Prints "g4convert: error: <message>" on stderr and returns 2.
+int report_error(const std::string& message);
+
+}  // namespace g4::cli

@@ -1,0 +1,53 @@
+// `g4convert inspect` for HF checkpoints: recognises the variant and form, derives the layer schedule,
+// and lists every problem a converter or loader would trip on, collect-all style (it never stops at the
+// first): missing, unexpected or duplicate keys, shapes that contradict the config, non-float weights,
+// index inconsistencies, and with `scan` NaN/Inf values and an untied lm_head that differs from the embedding.
+// Only unreadable input (no config, corrupt JSON or safetensors) is an error Status.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "gemma4/config.h"
+#include "runtime/thread_pool.h"
+
+namespace g4 {
+
+struct InspectProblem {
+  std::string kind;  // missing | unexpected | duplicate | shape | dtype | index | non-finite | tied-head | tower
+  std::string message;
+};
+
+struct InspectReport {
+  std::filesystem::path dir;
+  gemma4::ModelConfig config;
+  std::string variant;
+  std::string structure;
+  size_t files = 0;
+  size_t tensors = 0;
+  size_t text_tensors = 0;
+  size_t tower_tensors = 0;
+  size_t redundant_shared_kv = 0;  // K/V of KV-shared layers present (older E-series uploads)
+  uint64_t bytes = 0;
+  std::map<std::string, size_t> dtypes;
+  bool scanned = false;
+  std::vector<InspectProblem> problems;
+};
+
+struct InspectOptions {
+  bool scan = false;
+  ThreadPool* pool = nullptr;
+};
+
+Result<InspectReport> inspect_hf(const std::filesystem::path& dir, const InspectOptions& options);
+
+nlohmann::json inspect_report_json(const InspectReport& report);
+std::string inspect_report_text(const InspectReport& report);
+// One row per run of identical consecutive layers: "0-4  sliding  hd 256  kv 8  ...".
+std::vector<std::string> schedule_lines(const gemma4::TextConfig& text);
+
+}  // namespace g4

@@ -1,0 +1,9 @@
+// Built when no CUDA toolkit was found at configure time.
+#include "runtime/cuda_info.h"
+
+namespace g4 {
+
+bool cuda_compiled() { return false; }
+std::string cuda_status() { return "not compiled (no CUDA toolkit was found when this build was configured)"; }
+
+}  // namespace g4

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Writes testdata/tiny-*/: tiny Gemma 4 checkpoints of the four released structures, saved by real
+transformers (save_pretrained), so g4convert's readers are tested against what transformers writes, not
+against our own writer.
+
+The configs mirror g4convert's tiny presets but are written here independently. After random init,
+every norm weight, layer_scalar, router.scale and router.per_expert_scale is re-drawn away from 1.0
+(transformers initialises them to ones, which would hide a dropped or mis-wired scale).
+
+Run with the project's test venv:  $(bin/pyenv)/bin/python testdata/gen/make_tiny_checkpoints.py
+"""
+import json
+import pathlib
+import shutil
+import sys
+
+import torch
+import transformers
+from transformers import (Gemma4AudioConfig, Gemma4Config, Gemma4ForCausalLM, Gemma4ForConditionalGeneration,
+                          Gemma4TextConfig, Gemma4VisionConfig)
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+S, F = "sliding_attention", "full_attention"
+
+
+def text(layer_types, kv, intermediate, **extra):
+    base = dict(vocab_size=128, hidden_size=64, intermediate_size=intermediate, num_hidden_layers=len(layer_types),
+                layer_types=layer_types, num_attention_heads=4, num_key_value_heads=kv, head_dim=32,
+                global_head_dim=64, sliding_window=4, final_logit_softcapping=30.0, hidden_size_per_layer_input=0,
+                vocab_size_per_layer_input=128, max_position_embeddings=131072)
+    base.update(extra)
+    return base
+
+
+STRUCTURES = {
+    # E2B: PLE, layers 3-5 KV-shared (sources 2 and 1), double-wide MLP on the shared tail. Causal form, fp32.
+    "tiny-e2b": dict(form="causal", dtype=torch.float32,
+                     text=text([S, F, S, S, S, F], 1, 48, hidden_size_per_layer_input=16, num_kv_shared_layers=3,
+                               use_double_wide_mlp=True)),
+    # E4B: PLE, layers 4-5 KV-shared, with a tiny audio tower as the released E-series have. Conditional, bf16.
+    "tiny-e4b": dict(form="conditional", dtype=torch.bfloat16,
+                     text=text([S, S, F, S, S, F], 2, 64, hidden_size_per_layer_input=16, num_kv_shared_layers=2),
+                     audio=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                subsampling_conv_channels=[16, 8], conv_kernel_size=3, attention_chunk_size=4,
+                                attention_context_left=5, attention_context_right=0, output_proj_dims=32,
+                                use_clipped_linears=False)),
+    # 26B-A4B: MoE (6 experts, top 2) beside the dense MLP, K=V on full layers, vision tower. Conditional, bf16.
+    "tiny-26b-a4b": dict(form="conditional", dtype=torch.bfloat16,
+                         text=text([S, S, F, S, S, F], 2, 48, attention_k_eq_v=True, num_global_key_value_heads=1,
+                                   enable_moe_block=True, num_experts=6, top_k_experts=2, moe_intermediate_size=16,
+                                   use_bidirectional_attention="vision", max_position_embeddings=262144),
+                         vision=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4,
+                                     num_key_value_heads=1, head_dim=8, patch_size=4, pooling_kernel_size=2,
+                                     position_embedding_size=64, standardize=True)),
+    # 31B: dense, K=V on full layers, vision tower. Conditional, bf16.
+    "tiny-31b": dict(form="conditional", dtype=torch.bfloat16,
+                     text=text([S, S, F, S, S, F], 2, 96, attention_k_eq_v=True, num_global_key_value_heads=1,
+                               use_bidirectional_attention="vision", max_position_embeddings=262144),
+                     vision=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4,
+                                 num_key_value_heads=1, head_dim=8, patch_size=4, pooling_kernel_size=2,
+                                 position_embedding_size=64, standardize=True)),
+}
+
+AWAY_FROM_ONE = ("norm.weight", "layernorm.weight", "layernorm_1.weight", "layernorm_2.weight", "layer_scalar",
+                 "router.scale", "router.per_expert_scale", "std_scale")
+
+
+def build(name, spec, seed):
+    torch.manual_seed(seed)
+    if spec["form"] == "causal":
+        model = Gemma4ForCausalLM(Gemma4TextConfig(**spec["text"]))
+    else:
+        config = Gemma4Config(text_config=spec["text"],
+                              vision_config=Gemma4VisionConfig(**spec["vision"]) if "vision" in spec else None,
+                              audio_config=Gemma4AudioConfig(**spec["audio"]) if "audio" in spec else None)
+        model = Gemma4ForConditionalGeneration(config)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for key, tensor in model.state_dict().items():
+            if key.endswith(AWAY_FROM_ONE) and tensor.is_floating_point():
+                magnitude = 0.1 + 0.4 * torch.rand(tensor.shape, generator=g)
+                sign = torch.where(torch.rand(tensor.shape, generator=g) < 0.5, -1.0, 1.0)
+                if key.endswith("layer_scalar"):
+                    tensor.copy_(0.2 + 0.7 * torch.rand(tensor.shape, generator=g))
+                else:
+                    tensor.copy_(1.0 + sign * magnitude)
+    return model.to(spec["dtype"])
+
+
+def main():
+    versions = {"transformers": transformers.__version__, "torch": torch.__version__.split("+")[0]}
+    for i, (name, spec) in enumerate(STRUCTURES.items()):
+        out = ROOT / name
+        if out.exists():
+            shutil.rmtree(out)
+        model = build(name, spec, seed=1000 + i)
+        model.save_pretrained(out)
+        print(f"{name}: {sum(1 for _ in model.state_dict())} tensors -> {out}", file=sys.stderr)
+    (ROOT / "VERSIONS.json").write_text(json.dumps(versions, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+#include "inspect/hf_inspect.h"
+
+#include <cmath>
+#include <functional>
+
+#include "gemma4/synth.h"
+#include "runtime/safetensors_set.h"
+#include "runtime/safetensors_writer.h"
+#include "test_support.h"
+
+namespace g4 {
+namespace {
+namespace fs = std::filesystem;
+using testing::ScratchDir;
+
+fs::path testdata(const std::string& name) { return testing::source_dir() / "testdata" / name; }
+
+struct Tensor {
+  TensorSpec spec;
+  std::string bytes;
+};
+
+// Copies an HF checkpoint, letting `edit` change or drop (return false) each tensor and append extras.
+void copy_checkpoint(const fs::path& src, const fs::path& dst, const std::function<bool(Tensor&)>& edit,
+                     std::vector<Tensor> extra = {}, uint64_t max_shard = kDefaultMaxShardBytes) {
+  auto set = SafetensorsSet::open_dir(src);
+  ASSERT_OK(set);
+  std::vector<Tensor> tensors;
+  for (const auto& [name, e] : set->tensors()) {
+    auto d = set->data(e);
+    Tensor t{{name, e.info->dtype, e.info->shape}, std::string(reinterpret_cast<const char*>(d.data()), d.size())};
+    if (edit(t)) tensors.push_back(std::move(t));
+  }
+  for (auto& t : extra) tensors.push_back(std::move(t));
+  std::vector<TensorSpec> specs;
+  for (const auto& t : tensors) specs.push_back(t.spec);
+  fs::create_directories(dst);
+  SafetensorsWriteOptions o;
+  o.max_shard_bytes = max_shard;
+  ASSERT_OK(write_safetensors_checkpoint(dst, specs, [&](size_t i, uint64_t off, std::span<std::byte> out) {
+    std::memcpy(out.data(), tensors[i].bytes.data() + off, out.size());
+    return Status();
+  }, o));
+  fs::copy_file(src / "config.json", dst / "config.json");
+}
+
+std::vector<std::string> problems_of_kind(const InspectReport& r, const std::string& kind) {
+  std::vector<std::string> out;
+  for (const auto& p : r.problems)
+    if (p.kind == kind) out.push_back(p.message);
+  return out;
+}
+
+TEST(Inspect, CheckpointsSavedByTransformersHaveNoProblems) {
+  for (const char* name : {"tiny-e2b", "tiny-e4b", "tiny-26b-a4b", "tiny-31b"}) {
+    auto r = inspect_hf(testdata(name), {.scan = true});
+    ASSERT_OK(r);
+    EXPECT_TRUE(r->problems.empty()) << name << ": " << inspect_report_text(*r);
+    EXPECT_EQ(r->variant, name);
+  }
+  auto moe = inspect_hf(testdata("tiny-26b-a4b"), {});
+  EXPECT_GT(moe->tower_tensors, 0u) << "the vision tower is recognised and passed through";
+}
+
+TEST(Inspect, ReportsMissingTensorsByName) {
+  ScratchDir dir;
+  copy_checkpoint(testdata("tiny-31b"), dir / "m", [](Tensor& t) {
+    return t.spec.name != "model.language_model.layers.2.self_attn.k_proj.weight";
+  });
+  auto r = inspect_hf(dir / "m", {});
+  ASSERT_OK(r);
+  auto missing = problems_of_kind(*r, "missing");
+  ASSERT_EQ(missing.size(), 1u);
+  EXPECT_NE(missing[0].find("layers.2.self_attn.k_proj.weight' [64, 64]"), std::string::npos) << missing[0];
+}
+
+TEST(Inspect, ReportsShapesThatContradictTheConfigWithTheLayerGeometry) {
+  ScratchDir dir;
+  copy_checkpoint(testdata("tiny-26b-a4b"), dir / "m", [](Tensor& t) {
+    if (t.spec.name == "model.language_model.layers.5.self_attn.k_proj.weight") {
+      t.spec.shape = {128, 64};  // as if the layer had 2 global KV heads
+      t.bytes.append(t.bytes);
+    }
+    return true;
+  });
+  auto r = inspect_hf(dir / "m", {});
+  ASSERT_OK(r);
+  auto shape = problems_of_kind(*r, "shape");
+  ASSERT_EQ(shape.size(), 1u);
+  EXPECT_NE(shape[0].find("shape [128, 64], expected [64, 64] (layer 5 is full_attention: head_dim 64, 1 KV heads"),
+            std::string::npos) << shape[0];
+}
+
+TEST(Inspect, VProjOnAKeqVLayerIsUnexpected) {
+  ScratchDir dir;
+  Tensor v{{"model.language_model.layers.2.self_attn.v_proj.weight", DType::kBF16, {64, 64}}, std::string(64 * 64 * 2, '\0')};
+  copy_checkpoint(testdata("tiny-31b"), dir / "m", [](Tensor&) { return true; }, {v});
+  auto r = inspect_hf(dir / "m", {});
+  ASSERT_OK(r);
+  auto unexpected = problems_of_kind(*r, "unexpected");
+  ASSERT_EQ(unexpected.size(), 1u);
+  EXPECT_NE(unexpected[0].find("layers.2.self_attn.v_proj.weight"), std::string::npos);
+}
+
+TEST(Inspect, NamesThePrefixOfTheOtherFormWhenKeysAndConfigDisagree) {
+  ScratchDir dir;
+  copy_checkpoint(testdata("tiny-e2b"), dir / "m", [](Tensor& t) {
+    if (t.spec.name.rfind("model.", 0) == 0) t.spec.name = "model.language_model." + t.spec.name.substr(6);
+    return true;
+  });
+  auto r = inspect_hf(dir / "m", {});
+  ASSERT_OK(r);
+  bool named = false;
+  for (const auto& m : problems_of_kind(*r, "unexpected"))
+    named |= m.find("use the 'model.language_model.' prefix of Gemma4ForConditionalGeneration") != std::string::npos;
+  EXPECT_TRUE(named) << inspect_report_text(*r);
+}
+
+TEST(Inspect, TowerTensorsNeedTheirConfig) {
+  ScratchDir dir;
+  Tensor stray{{"model.vision_tower.patch_embedder.input_proj.weight", DType::kF32, {2}}, std::string(8, '\0')};
+  copy_checkpoint(testdata("tiny-e2b"), dir / "m", [](Tensor&) { return true; }, {stray});
+  auto r = inspect_hf(dir / "m", {});
+  ASSERT_OK(r);
+  auto unexpected = problems_of_kind(*r, "unexpected");
+  ASSERT_FALSE(unexpected.empty());
+  EXPECT_NE(unexpected[0].find("no vision_config"), std::string::npos) << unexpected[0];
+}
+
+TEST(Inspect, ScanFindsNaNAndInfOnlyWhenAsked) {
+  ScratchDir dir;
+  copy_checkpoint(testdata("tiny-e2b"), dir / "m", [](Tensor& t) {
+    if (t.spec.name == "model.layers.3.mlp.up_proj.weight") {
+      float nan = std::nanf(""), inf = INFINITY;
+      std::memcpy(t.bytes.data() + 8, &nan, 4);
+      std::memcpy(t.bytes.data() + 12, &inf, 4);
+    }
+    return true;
+  });
+  auto quick = inspect_hf(dir / "m", {});
+  ASSERT_OK(quick);
+  EXPECT_TRUE(quick->problems.empty());
+  ThreadPool pool(2);
+  auto scanned = inspect_hf(dir / "m", {.scan = true, .pool = &pool});
+  ASSERT_OK(scanned);
+  auto bad = problems_of_kind(*scanned, "non-finite");
+  ASSERT_EQ(bad.size(), 1u);
+  EXPECT_NE(bad[0].find("'model.layers.3.mlp.up_proj.weight' has 1 NaN and 1 Inf values"), std::string::npos) << bad[0];
+}
+
+TEST(Inspect, TiedHeadThatDiffersFromTheEmbeddingIsAProblem) {
+  ScratchDir dir;
+  Tensor head{{"lm_head.weight", DType::kF32, {128, 64}}, std::string(128 * 64 * 4, '\0')};
+  copy_checkpoint(testdata("tiny-e2b"), dir / "m", [](Tensor&) { return true; }, {head});
+  auto r = inspect_hf(dir / "m", {.scan = true});
+  ASSERT_OK(r);
+  EXPECT_EQ(problems_of_kind(*r, "tied-head").size(), 1u);
+}
+
+TEST(Inspect, DuplicateTensorsAcrossShardsAreReported) {
+  ScratchDir dir;
+  copy_checkpoint(testdata("tiny-e2b"), dir / "m", [](Tensor&) { return true; }, {}, 200'000);
+  // Put a copy of a tensor from shard 1 into a new shard that the index also names.
+  auto set = SafetensorsSet::open_dir(dir / "m");
+  ASSERT_OK(set);
+  ASSERT_TRUE(set->sharded());
+  const auto* norm = set->find("model.norm.weight");
+  std::string bytes(reinterpret_cast<const char*>(set->data(*norm).data()), norm->info->nbytes());
+  std::string header = R"({"model.norm.weight":{"dtype":"F32","shape":[64],"data_offsets":[0,256]},)"
+                       R"("extra.weight":{"dtype":"F32","shape":[1],"data_offsets":[256,260]}})";
+  testing::write_bytes(dir / "m" / "model-extra.safetensors", testing::safetensors_bytes(header, bytes + std::string(4, '\0')));
+  auto index = nlohmann::json::parse(testing::read_bytes(dir / "m" / "model.safetensors.index.json"));
+  index["weight_map"]["extra.weight"] = "model-extra.safetensors";
+  testing::write_bytes(dir / "m" / "model.safetensors.index.json", index.dump());
+  auto r = inspect_hf(dir / "m", {});
+  ASSERT_OK(r);
+  EXPECT_EQ(problems_of_kind(*r, "duplicate").size(), 1u) << inspect_report_text(*r);
+  EXPECT_EQ(problems_of_kind(*r, "unexpected").size(), 1u);
+}
+
+TEST(Inspect, OlderEseriesUploadsWithSharedKvAreFine) {
+  ScratchDir dir;
+  gemma4::SynthOptions o;
+  o.preset = "tiny-e4b";
+  o.out = dir / "m";
+  o.with_shared_kv = true;
+  ASSERT_OK(gemma4::synth_checkpoint(o));
+  auto r = inspect_hf(dir / "m", {});
+  ASSERT_OK(r);
+  EXPECT_TRUE(r->problems.empty()) << inspect_report_text(*r);
+  EXPECT_EQ(r->redundant_shared_kv, 2u * 3u) << "k_proj, k_norm, v_proj on layers 4 and 5";
+}
+
+TEST(InspectCli, ExitCodesAndOneLineErrors) {
+  ScratchDir dir;
+  std::string out;
+  EXPECT_EQ(testing::run_g4convert("inspect " + testdata("tiny-31b").string(), &out), 0) << out;
+  EXPECT_NE(out.find("variant     tiny-31b"), std::string::npos) << out;
+
+  EXPECT_EQ(testing::run_g4convert("inspect --json " + testdata("tiny-26b-a4b").string(), &out), 0) << out;
+  auto j = nlohmann::json::parse(out);
+  EXPECT_EQ(j["ok"], true);
+  EXPECT_EQ(j["structure"], "26b-a4b");
+  EXPECT_EQ(j["layers"][2]["k_eq_v"], true);
+
+  copy_checkpoint(testdata("tiny-31b"), dir / "missing", [](Tensor& t) { return t.spec.name.find("layers.0.") == std::string::npos; });
+  EXPECT_EQ(testing::run_g4convert("inspect " + (dir / "missing").string(), &out), 1) << out;
+
+  fs::create_directories(dir / "corrupt");
+  fs::copy_file(testdata("tiny-31b") / "config.json", dir / "corrupt" / "config.json");
+  std::string good = testing::read_bytes(testdata("tiny-31b") / "model.safetensors");
+  testing::write_bytes(dir / "corrupt" / "model.safetensors", good.substr(0, good.size() / 2));
+  EXPECT_EQ(testing::run_g4convert("inspect " + (dir / "corrupt").string(), &out), 2);
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+  EXPECT_NE(out.find((dir / "corrupt" / "model.safetensors").string()), std::string::npos) << out;
+
+  testing::write_bytes(dir / "corrupt" / "config.json", "{\"model_type\": \"gemma4_text\", \"hidden_size\": -3}");
+  EXPECT_EQ(testing::run_g4convert("inspect " + (dir / "corrupt").string(), &out), 2);
+  EXPECT_NE(out.find("config.json: hidden_size: must be positive"), std::string::npos) << out;
+}
+
+TEST(SynthCli, WritesAnInspectableCheckpointAndRefusesToOverwrite) {
+  ScratchDir dir;
+  std::string out;
+  const std::string target = (dir / "m").string();
+  ASSERT_EQ(testing::run_g4convert("synth --preset tiny-e4b --out " + target + " --seed 3 --form conditional --json", &out), 0) << out;
+  auto j = nlohmann::json::parse(out);
+  EXPECT_EQ(j["variant"], "tiny-e4b");
+  EXPECT_EQ(testing::run_g4convert("inspect " + target + " --scan", &out), 0) << out;
+  EXPECT_EQ(testing::run_g4convert("synth --preset tiny-e4b --out " + target, &out), 2);
+  EXPECT_NE(out.find("already exists (pass --force"), std::string::npos) << out;
+  EXPECT_EQ(testing::run_g4convert("synth --preset tiny-e4b --out " + target + " --force --quiet", &out), 0) << out;
+  EXPECT_TRUE(out.empty()) << out;
+}
+
+}  // namespace
+}  // namespace g4
