@@ -15,6 +15,7 @@ struct GlobalOptions {
 void add_synth_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
 void add_inspect_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
 void add_presets_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
+void add_forward_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
 void add_version_command(CLI::App& app, int& exit_code);
 
 // Prints "g4convert: error: <message>" on stderr and returns 2.

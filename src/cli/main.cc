@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   g4::cli::add_synth_command(app, global, exit_code);
   g4::cli::add_inspect_command(app, global, exit_code);
+  g4::cli::add_forward_command(app, global, exit_code);
   g4::cli::add_presets_command(app, global, exit_code);
   g4::cli::add_version_command(app, exit_code);
   try {

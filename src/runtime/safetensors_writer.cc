@@ -174,6 +174,29 @@ Status write_safetensors_checkpoint(const fs::path& dir, const std::vector<Tenso
   return write_file_synced(dir / "model.safetensors.index.json", index.dump(2) + "\n");
 }
 
+Status write_safetensors_file(const fs::path& path, const std::vector<TensorSpec>& specs, const TensorFill& fill,
+                              const SafetensorsWriteOptions& options) {
+  if (options.chunk_bytes == 0) return Status::invalid_argument("chunk size must be positive");
+  ShardPlan all;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    all.tensors.push_back(i);
+    all.data_bytes += specs[i].nbytes();
+  }
+  std::atomic<uint64_t> bytes_done{0};
+  std::atomic<size_t> tensors_done{0};
+  std::mutex progress_mu;
+  fs::path temp = path;
+  temp += ".g4tmp";
+  Status s = write_shard(temp, specs, all, fill, options, bytes_done, tensors_done, progress_mu);
+  std::error_code ec;
+  if (s.ok()) {
+    fs::rename(temp, path, ec);
+    if (ec) s = Status::io_error(path.string() + ": cannot rename the finished file into place: " + ec.message());
+  }
+  if (!s.ok()) fs::remove(temp, ec);
+  return s;
+}
+
 Result<uint64_t> parse_byte_size(std::string_view text) {
   std::string s(text);
   size_t digits = 0;

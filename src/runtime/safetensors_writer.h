@@ -53,6 +53,10 @@ struct SafetensorsWriteOptions {
 Status write_safetensors_checkpoint(const std::filesystem::path& dir, const std::vector<TensorSpec>& specs,
                                     const TensorFill& fill, const SafetensorsWriteOptions& options);
 
+// Writes every tensor into the single file `path` (no sharding), via a temp file renamed into place.
+Status write_safetensors_file(const std::filesystem::path& path, const std::vector<TensorSpec>& specs,
+                              const TensorFill& fill, const SafetensorsWriteOptions& options);
+
 // Parses "5GB", "500MB", "2GiB", "1000" (bytes) as transformers does (GB = 10^9, GiB = 2^30).
 Result<uint64_t> parse_byte_size(std::string_view text);
 

@@ -1,0 +1,312 @@
+#include "forward/hf_model.h"
+
+#include <cmath>
+#include <map>
+
+#include "forward/masks.h"
+#include "forward/rope.h"
+
+namespace g4::forward {
+namespace {
+
+using gemma4::LayerSpec;
+using gemma4::LayerType;
+
+constexpr int64_t kHeadBlockRows = 8192;  // vocab rows converted at a time for the tied head
+
+// Everything a layer needs besides its weights, built once per forward.
+struct Context {
+  const HfWeights& w;
+  const gemma4::TextConfig& cfg;
+  Backend& ops;
+  Precision p;
+  int64_t T = 0;  // tokens = B·S
+  std::map<LayerType, AttentionMask> masks;
+  std::map<LayerType, std::pair<Mat, Mat>> rope;   // cos, sin [T, hd]
+  std::map<LayerType, std::pair<Mat, Mat>> shared_kv;  // K, V stored by the last owner of each type
+};
+
+std::string L(int l, const char* rest) { return "layers." + std::to_string(l) + "." + rest; }
+
+float eps(const Context& c) { return static_cast<float>(c.cfg.rms_norm_eps); }
+
+Status norm(Context& c, Mat& x, const std::string& weight, int64_t dim) {
+  G4_ASSIGN_OR_RETURN(std::vector<float> w, c.w.vector(weight, c.p));
+  if (static_cast<int64_t>(w.size()) != dim) return Status::mismatch("'" + weight + "' has the wrong length");
+  c.ops.rms_norm(x, w.data(), dim, eps(c), c.p);
+  return {};
+}
+
+Status linear(Context& c, const Mat& x, const std::string& weight, Mat& out) {
+  G4_ASSIGN_OR_RETURN(Mat w, c.w.matrix(weight, c.p));
+  c.ops.linear(x, w, out, c.p);
+  return {};
+}
+
+// Token ids the conditional model replaces by pad before embedding (Gemma4Model.forward): multimodal
+// placeholders, whose rows the tower features would overwrite.
+std::vector<int64_t> llm_input_ids(const gemma4::ModelConfig& config, const ForwardInput& in) {
+  std::vector<int64_t> ids = in.input_ids;
+  if (config.form != gemma4::ModelForm::kConditional) return ids;
+  auto field = [&](const char* key, int64_t fallback) {
+    const auto& wf = config.wrapper_fields;
+    return wf.contains(key) && wf[key].is_number_integer() ? wf[key].get<int64_t>() : fallback;
+  };
+  const int64_t image = field("image_token_id", 258880), video = field("video_token_id", 258884),
+                audio = field("audio_token_id", 258881);
+  const int64_t pad = config.text.pad_token_id.is_number_integer() ? config.text.pad_token_id.get<int64_t>() : 0;
+  for (int64_t& id : ids)
+    if (id == image || id == video || id == audio) id = pad;
+  return ids;
+}
+
+// Gemma4TextScaledWordEmbedding: E[ids] · embed_scale, the scale cast to the weight dtype first.
+Result<Mat> embed_tokens(Context& c, const std::string& table, const std::vector<int64_t>& ids, int64_t width) {
+  G4_ASSIGN_OR_RETURN(Mat h, c.w.rows(table, ids, c.p));
+  c.ops.scale(h, c.p.round(std::sqrt(static_cast<float>(width))), c.p);
+  return h;
+}
+
+// get_per_layer_inputs + project_per_layer_inputs: [T, L·D], layer l reads columns [l·D, (l+1)·D).
+Result<Mat> per_layer_inputs(Context& c, const Mat& h0, const std::vector<int64_t>& ids) {
+  const int64_t D = c.cfg.hidden_size_per_layer_input;
+  G4_ASSIGN_OR_RETURN(Mat raw, embed_tokens(c, "embed_tokens_per_layer.weight", ids, D));
+  Mat proj;
+  G4_RETURN_IF_ERROR(linear(c, h0, "per_layer_model_projection.weight", proj));
+  c.ops.scale(proj, std::pow(static_cast<float>(c.cfg.hidden_size), -0.5f), c.p);
+  G4_RETURN_IF_ERROR(norm(c, proj, "per_layer_projection_norm.weight", D));  // one norm over each layer's D slice
+  c.ops.add(proj, raw, c.p);
+  c.ops.scale(proj, std::pow(2.0f, -0.5f), c.p);
+  return proj;
+}
+
+Mat columns(const Mat& x, int64_t first, int64_t count) {
+  Mat out(x.rows, count);
+  for (int64_t t = 0; t < x.rows; ++t) std::copy(x.row(t) + first, x.row(t) + first + count, out.row(t));
+  return out;
+}
+
+// Gemma4TextAttention: q/k norms before RoPE, weightless v_norm, K=V from the raw k_proj output on full
+// layers with attention_k_eq_v, K/V of the source layer on KV-shared layers, scale 1.0.
+Result<Mat> attention_block(Context& c, const LayerSpec& s, const Mat& a) {
+  const int l = s.index;
+  const int64_t hd = s.head_dim, Hq = c.cfg.num_attention_heads;
+  const auto& [cos, sin] = c.rope.at(s.type);
+  Mat q;
+  G4_RETURN_IF_ERROR(linear(c, a, L(l, "self_attn.q_proj.weight"), q));
+  G4_RETURN_IF_ERROR(norm(c, q, L(l, "self_attn.q_norm.weight"), hd));
+  c.ops.rope(q, hd, cos, sin, c.p);
+
+  Mat k, v;
+  if (s.kv_shared) {
+    const auto& kv = c.shared_kv.at(s.type);  // exactly as the source layer used them
+    k = kv.first;
+    v = kv.second;
+  } else {
+    G4_RETURN_IF_ERROR(linear(c, a, L(l, "self_attn.k_proj.weight"), k));
+    if (s.k_eq_v) v = k;  // V = v_norm(raw k_proj): forked before k_norm and RoPE (pitfalls.md P8)
+    else G4_RETURN_IF_ERROR(linear(c, a, L(l, "self_attn.v_proj.weight"), v));
+    G4_RETURN_IF_ERROR(norm(c, k, L(l, "self_attn.k_norm.weight"), hd));
+    c.ops.rope(k, hd, cos, sin, c.p);
+    c.ops.rms_norm(v, nullptr, hd, eps(c), c.p);
+    if (s.stores_kv) c.shared_kv[s.type] = {k, v};
+  }
+  Mat o;
+  c.ops.attention(q, k, v, Hq, s.kv_heads, hd, c.masks.at(s.type), o, c.p);
+  Mat out;
+  G4_RETURN_IF_ERROR(linear(c, o, L(l, "self_attn.o_proj.weight"), out));
+  return out;
+}
+
+// Gemma4TextMLP: down(gelu_tanh(gate(x)) · up(x)).
+Result<Mat> dense_mlp(Context& c, int l, const Mat& x) {
+  Mat gate, up, out;
+  G4_RETURN_IF_ERROR(linear(c, x, L(l, "mlp.gate_proj.weight"), gate));
+  G4_RETURN_IF_ERROR(linear(c, x, L(l, "mlp.up_proj.weight"), up));
+  c.ops.gelu_tanh_mul(gate, up, c.p);
+  G4_RETURN_IF_ERROR(linear(c, gate, L(l, "mlp.down_proj.weight"), out));
+  return out;
+}
+
+// Gemma4TextRouter on the raw residual r: weightless norm · scale · H^-0.5, logits, top-k routing.
+Result<Routing> router(Context& c, int l, const Mat& r) {
+  Mat n = r;
+  c.ops.rms_norm(n, nullptr, c.cfg.hidden_size, eps(c), c.p);
+  G4_ASSIGN_OR_RETURN(std::vector<float> scale, c.w.vector(L(l, "router.scale"), c.p));
+  c.ops.scale_columns(n, scale, c.p);
+  c.ops.scale(n, std::pow(static_cast<float>(c.cfg.hidden_size), -0.5f), c.p);  // fp32 constant (P24)
+  Mat logits;
+  G4_RETURN_IF_ERROR(linear(c, n, L(l, "router.proj.weight"), logits));
+  G4_ASSIGN_OR_RETURN(std::vector<float> per_expert, c.w.vector(L(l, "router.per_expert_scale"), c.p));
+  return c.ops.route(logits, *c.cfg.top_k_experts, per_expert);
+}
+
+// Gemma4TextExperts: each selected expert's GeGLU on its tokens, weighted, summed in ascending expert order.
+Result<Mat> experts(Context& c, int l, const Mat& x, const Routing& route) {
+  const int64_t E = *c.cfg.num_experts, Ie = *c.cfg.moe_intermediate_size, H = c.cfg.hidden_size;
+  Mat out(x.rows, H);
+  for (int64_t e = 0; e < E; ++e) {
+    std::vector<int64_t> tokens, slots;
+    for (int64_t t = 0; t < route.tokens; ++t)
+      for (int64_t k = 0; k < route.top_k; ++k)
+        if (route.experts[static_cast<size_t>(t * route.top_k + k)] == e) tokens.push_back(t), slots.push_back(k);
+    if (tokens.empty()) continue;  // unselected experts are never read
+    Mat xe(static_cast<int64_t>(tokens.size()), H);
+    for (size_t i = 0; i < tokens.size(); ++i) std::copy(x.row(tokens[i]), x.row(tokens[i]) + H, xe.row(static_cast<int64_t>(i)));
+    G4_ASSIGN_OR_RETURN(Mat gate_up_w, c.w.slice(L(l, "experts.gate_up_proj"), e, c.p));
+    Mat gu;
+    c.ops.linear(xe, gate_up_w, gu, c.p);
+    Mat gate = columns(gu, 0, Ie), up = columns(gu, Ie, Ie);  // rows [0, Ie) of gate_up are gate
+    c.ops.gelu_tanh_mul(gate, up, c.p);
+    G4_ASSIGN_OR_RETURN(Mat down_w, c.w.slice(L(l, "experts.down_proj"), e, c.p));
+    Mat y;
+    c.ops.linear(gate, down_w, y, c.p);
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      const float weight = route.weights[static_cast<size_t>(tokens[i] * route.top_k + slots[i])];
+      float* dst = out.row(tokens[i]);
+      const float* src = y.row(static_cast<int64_t>(i));
+      for (int64_t h = 0; h < H; ++h) dst[h] = c.p.round(dst[h] + c.p.round(src[h] * weight));  // bf16 index_add_
+    }
+  }
+  return out;
+}
+
+// The feed-forward half of a layer: dense MLP, plus the MoE block beside it (its three distinct inputs).
+Result<Mat> feed_forward(Context& c, const LayerSpec& s, const Mat& r, LayerRouting* routing) {
+  const int l = s.index;
+  const int64_t H = c.cfg.hidden_size;
+  Mat m = r;
+  G4_RETURN_IF_ERROR(norm(c, m, L(l, "pre_feedforward_layernorm.weight"), H));
+  G4_ASSIGN_OR_RETURN(m, dense_mlp(c, l, m));
+  if (s.has_moe) {
+    G4_RETURN_IF_ERROR(norm(c, m, L(l, "post_feedforward_layernorm_1.weight"), H));
+    G4_ASSIGN_OR_RETURN(Routing route, router(c, l, r));  // the RAW residual (pitfalls.md P21)
+    Mat e = r;
+    G4_RETURN_IF_ERROR(norm(c, e, L(l, "pre_feedforward_layernorm_2.weight"), H));
+    G4_ASSIGN_OR_RETURN(e, experts(c, l, e, route));
+    G4_RETURN_IF_ERROR(norm(c, e, L(l, "post_feedforward_layernorm_2.weight"), H));
+    c.ops.add(m, e, c.p);
+    if (routing) *routing = {l, std::move(route)};
+  }
+  G4_RETURN_IF_ERROR(norm(c, m, L(l, "post_feedforward_layernorm.weight"), H));  // on the sum for MoE
+  return m;
+}
+
+// Per-layer embedding injection: x + norm(proj(gelu(gate(x)) · ple_l)).
+Result<Mat> ple_block(Context& c, int l, const Mat& x, const Mat& ple) {
+  const int64_t D = c.cfg.hidden_size_per_layer_input;
+  Mat g;
+  G4_RETURN_IF_ERROR(linear(c, x, L(l, "per_layer_input_gate.weight"), g));
+  c.ops.gelu_tanh(g, c.p);
+  c.ops.mul(g, columns(ple, l * D, D), c.p);
+  Mat p;
+  G4_RETURN_IF_ERROR(linear(c, g, L(l, "per_layer_projection.weight"), p));
+  G4_RETURN_IF_ERROR(norm(c, p, L(l, "post_per_layer_input_norm.weight"), c.cfg.hidden_size));
+  return p;
+}
+
+// Gemma4TextDecoderLayer.forward.
+Status decoder_layer(Context& c, const LayerSpec& s, Mat& x, const Mat& ple, LayerRouting* routing) {
+  const int l = s.index;
+  const int64_t H = c.cfg.hidden_size;
+  Mat a = x;
+  G4_RETURN_IF_ERROR(norm(c, a, L(l, "input_layernorm.weight"), H));
+  G4_ASSIGN_OR_RETURN(a, attention_block(c, s, a));
+  G4_RETURN_IF_ERROR(norm(c, a, L(l, "post_attention_layernorm.weight"), H));
+  c.ops.add(x, a, c.p);
+
+  G4_ASSIGN_OR_RETURN(Mat m, feed_forward(c, s, x, routing));
+  c.ops.add(x, m, c.p);
+
+  if (s.has_ple) {
+    G4_ASSIGN_OR_RETURN(Mat p, ple_block(c, l, x, ple));
+    c.ops.add(x, p, c.p);
+  }
+  G4_ASSIGN_OR_RETURN(std::vector<float> scalar, c.w.vector(L(l, "layer_scalar"), c.p));
+  if (scalar.size() != 1) return Status::mismatch("'layers." + std::to_string(l) + ".layer_scalar' is not a single value");
+  c.ops.scale(x, scalar[0], c.p);  // scales the whole residual stream, after PLE
+  return {};
+}
+
+// Final norm, tied head (streamed over vocab blocks), softcap once.
+Result<Mat> final_logits(Context& c, Mat h) {
+  G4_RETURN_IF_ERROR(norm(c, h, "norm.weight", c.cfg.hidden_size));
+  const int64_t V = c.cfg.vocab_size;
+  Mat logits(h.rows, V);
+  // An untied head would be lm_head.weight, outside the text prefix; every Gemma 4 release is tied.
+  Status s = c.w.for_each_row_block("embed_tokens.weight", kHeadBlockRows, c.p, [&](int64_t first, const Mat& block) {
+    Mat part;
+    c.ops.linear(h, block, part, c.p);
+    for (int64_t t = 0; t < h.rows; ++t) std::copy(part.row(t), part.row(t) + part.cols, logits.row(t) + first);
+    return Status();
+  });
+  G4_RETURN_IF_ERROR(s);
+  if (c.cfg.final_logit_softcapping) c.ops.softcap(logits, static_cast<float>(*c.cfg.final_logit_softcapping), c.p);
+  return logits;
+}
+
+Status check_supported(const gemma4::ModelConfig& config) {
+  const auto& t = config.text;
+  if (t.hidden_activation != "gelu_pytorch_tanh" && t.hidden_activation != "gelu_tanh")
+    return Status::not_supported("hidden_activation '" + t.hidden_activation + "': the forward implements gelu_pytorch_tanh");
+  if (t.use_bidirectional_attention == "all")
+    return Status::not_supported("use_bidirectional_attention 'all' (embedding models) is not supported by the forward");
+  if (!t.tie_word_embeddings) return Status::not_supported("untied lm_head: every Gemma 4 release ties it");
+  if (t.attention_bias) return Status::not_supported("attention_bias: no Gemma 4 release has attention biases");
+  return {};
+}
+
+}  // namespace
+
+Result<ForwardResult> hf_forward(const HfWeights& w, const ForwardInput& in, const ForwardOptions& o) {
+  if (!o.backend) return Status::internal("hf_forward without a backend");
+  G4_RETURN_IF_ERROR(check_supported(w.config()));
+  const gemma4::TextConfig& cfg = w.config().text;
+  Context c{w, cfg, *o.backend, Precision{o.mode}};
+  c.T = in.batch * in.seq;
+
+  MaskInputs mi{in.batch, in.seq, in.attention_mask, {}};
+  const bool vision_groups_apply = w.config().form == gemma4::ModelForm::kConditional &&
+                                   cfg.use_bidirectional_attention == "vision" && !in.mm_token_type_ids.empty();
+  if (vision_groups_apply) mi.vision_group = vision_groups(in.mm_token_type_ids, in.batch, in.seq);
+  c.masks[LayerType::kFull] = full_attention_mask(mi);
+  c.masks[LayerType::kSliding] = sliding_attention_mask(mi, cfg.sliding_window);
+  for (const LayerSpec& s : cfg.layers) {
+    if (c.rope.count(s.type)) continue;
+    const auto& params = s.type == LayerType::kFull ? cfg.rope_full : cfg.rope_sliding;
+    Mat cos, sin;
+    rope_tables(rope_inv_freq(params, s.head_dim), in.position_ids, c.p, cos, sin);
+    c.rope[s.type] = {std::move(cos), std::move(sin)};
+  }
+
+  ForwardResult r;
+  r.batch = in.batch;
+  r.seq = in.seq;
+  for (int64_t b = 0; b < in.batch; ++b) r.last_real.push_back(in.last_real(b));
+
+  const std::vector<int64_t> ids = llm_input_ids(w.config(), in);
+  G4_ASSIGN_OR_RETURN(Mat x, embed_tokens(c, "embed_tokens.weight", ids, cfg.hidden_size));
+  Mat ple;
+  if (cfg.has_ple()) {
+    G4_ASSIGN_OR_RETURN(ple, per_layer_inputs(c, x, ids));
+  }
+  if (o.keep_hidden) r.hidden.push_back(x);
+  for (const LayerSpec& s : cfg.layers) {
+    LayerRouting routing;
+    Status st = decoder_layer(c, s, x, ple, s.has_moe ? &routing : nullptr);
+    if (!st.ok()) return st.with_context("layer " + std::to_string(s.index));
+    if (s.has_moe) r.routing.push_back(std::move(routing));
+    if (o.keep_hidden) r.hidden.push_back(x);
+    if (o.on_layer) o.on_layer(s.index + 1, static_cast<int>(cfg.layers.size()));
+  }
+  if (!o.all_logits) {
+    Mat last(in.batch, cfg.hidden_size);
+    for (int64_t b = 0; b < in.batch; ++b)
+      std::copy(x.row(b * in.seq + r.last_real[b]), x.row(b * in.seq + r.last_real[b]) + cfg.hidden_size, last.row(b));
+    x = std::move(last);
+  }
+  G4_ASSIGN_OR_RETURN(r.logits, final_logits(c, std::move(x)));
+  return r;
+}
+
+}  // namespace g4::forward

@@ -1,0 +1,41 @@
+// The Gemma 4 text decoder with HF transformers' semantics (modeling_gemma4.py, transformers 5.23),
+// written as a sequence of ops.h calls, one function per block of gemma4-hf.md §3. Weights are read per
+// op from the checkpoint (hf_weights.h), so memory is bounded by one layer's largest tensor plus
+// activations, whatever the model size.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "forward/forward_input.h"
+#include "forward/hf_weights.h"
+#include "forward/ops.h"
+
+namespace g4::forward {
+
+struct ForwardOptions {
+  ComputeMode mode = ComputeMode::kF32;
+  Backend* backend = nullptr;        // required
+  bool all_logits = false;           // logits at every position, not just each row's last real token
+  bool keep_hidden = false;          // residual stream after the embedding and after every layer
+  std::function<void(int layers_done, int layers_total)> on_layer;  // progress
+};
+
+struct LayerRouting {
+  int layer = 0;
+  Routing routing;  // T = B·S tokens, row-major
+};
+
+struct ForwardResult {
+  int64_t batch = 0, seq = 0;
+  // [B·S, V] when all_logits, else [B, V] at last_real[b]. F32, after the final softcap.
+  Mat logits;
+  std::vector<int64_t> last_real;
+  // hidden[0]: scaled embedding output; hidden[l+1]: residual stream after layer l (after layer_scalar). [B·S, H].
+  std::vector<Mat> hidden;
+  std::vector<LayerRouting> routing;  // one entry per MoE layer
+};
+
+Result<ForwardResult> hf_forward(const HfWeights& weights, const ForwardInput& input, const ForwardOptions& options);
+
+}  // namespace g4::forward
