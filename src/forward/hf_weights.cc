@@ -33,8 +33,18 @@ Result<const SafetensorsSet::Entry*> HfWeights::find(const std::string& name) co
 
 void HfWeights::convert(const SafetensorsSet::Entry& e, uint64_t first, uint64_t count, float* out, const Precision& p) const {
   const size_t elem = dtype_size(e.info->dtype);
-  to_f32(e.info->dtype, set_.data(e).data() + first * elem, out, count);
-  p.round(std::span<float>(out, count));  // the model cast: bf16 mode holds bf16 weights
+  const std::byte* src = set_.data(e).data() + first * elem;
+  constexpr int64_t kBlock = 1 << 16;
+  const int64_t blocks = static_cast<int64_t>((count + kBlock - 1) / kBlock);
+#pragma omp parallel for schedule(static) if (blocks > 1)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const uint64_t begin = static_cast<uint64_t>(b) * kBlock, n = std::min<uint64_t>(kBlock, count - begin);
+    to_f32(e.info->dtype, src + begin * elem, out + begin, n);
+    if (p.bf16())  // the model cast: a bf16 model holds bf16 weights, also when the checkpoint is f32
+      for (uint64_t i = 0; i < n; ++i) out[begin + i] = round_to_bf16(out[begin + i]);
+  }
+  // Streaming: drop the mapped pages we just read, so resident memory is the f32 copy, not the file.
+  e.file->release_range(std::span<const std::byte>(src, count * elem));
 }
 
 Result<Mat> HfWeights::matrix(const std::string& name, const Precision& p) const {

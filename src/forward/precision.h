@@ -21,23 +21,35 @@
 // embedding scales are cast to bf16 first. inv_freq stays fp32 in both modes.
 #pragma once
 
+#include <bit>
+#include <cstdint>
 #include <span>
 
 #include "forward/mat.h"
-#include "runtime/dtype.h"
 
 namespace g4::forward {
 
 enum class ComputeMode { kF32, kBF16 };
 
+// f32 -> nearest-even bf16 -> f32, NaN kept: runtime/dtype.h's f32_to_bf16, inlined for the hot loops.
+inline float round_to_bf16(float x) {
+  uint32_t u = std::bit_cast<uint32_t>(x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return std::bit_cast<float>((u | 0x00400000u) & 0xffff0000u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return std::bit_cast<float>(u & 0xffff0000u);
+}
+
 struct Precision {
   ComputeMode mode = ComputeMode::kF32;
 
   bool bf16() const { return mode == ComputeMode::kBF16; }
-  float round(float x) const { return bf16() ? bf16_to_f32(f32_to_bf16(x)) : x; }
+  float round(float x) const { return bf16() ? round_to_bf16(x) : x; }
   void round(std::span<float> xs) const {
     if (!bf16()) return;
-    for (float& x : xs) x = bf16_to_f32(f32_to_bf16(x));
+    float* p = xs.data();
+    const int64_t n = static_cast<int64_t>(xs.size());
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) p[i] = round_to_bf16(p[i]);
   }
   void round(Mat& m) const { round(m.span()); }
 };

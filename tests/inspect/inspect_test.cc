@@ -6,43 +6,17 @@
 #include "gemma4/synth.h"
 #include "runtime/safetensors_set.h"
 #include "runtime/safetensors_writer.h"
+#include "checkpoint_edit.h"
 #include "test_support.h"
 
 namespace g4 {
 namespace {
 namespace fs = std::filesystem;
+using testing::copy_checkpoint;
 using testing::ScratchDir;
+using testing::Tensor;
 
 fs::path testdata(const std::string& name) { return testing::source_dir() / "testdata" / name; }
-
-struct Tensor {
-  TensorSpec spec;
-  std::string bytes;
-};
-
-// Copies an HF checkpoint, letting `edit` change or drop (return false) each tensor and append extras.
-void copy_checkpoint(const fs::path& src, const fs::path& dst, const std::function<bool(Tensor&)>& edit,
-                     std::vector<Tensor> extra = {}, uint64_t max_shard = kDefaultMaxShardBytes) {
-  auto set = SafetensorsSet::open_dir(src);
-  ASSERT_OK(set);
-  std::vector<Tensor> tensors;
-  for (const auto& [name, e] : set->tensors()) {
-    auto d = set->data(e);
-    Tensor t{{name, e.info->dtype, e.info->shape}, std::string(reinterpret_cast<const char*>(d.data()), d.size())};
-    if (edit(t)) tensors.push_back(std::move(t));
-  }
-  for (auto& t : extra) tensors.push_back(std::move(t));
-  std::vector<TensorSpec> specs;
-  for (const auto& t : tensors) specs.push_back(t.spec);
-  fs::create_directories(dst);
-  SafetensorsWriteOptions o;
-  o.max_shard_bytes = max_shard;
-  ASSERT_OK(write_safetensors_checkpoint(dst, specs, [&](size_t i, uint64_t off, std::span<std::byte> out) {
-    std::memcpy(out.data(), tensors[i].bytes.data() + off, out.size());
-    return Status();
-  }, o));
-  fs::copy_file(src / "config.json", dst / "config.json");
-}
 
 std::vector<std::string> problems_of_kind(const InspectReport& r, const std::string& kind) {
   std::vector<std::string> out;
