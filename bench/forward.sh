@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Reference forward speed and memory against transformers on this CPU: tokens/s and peak RSS, for a tiny
 # bundled checkpoint and a realistic-size one (synth 26b-a4b --layers 2 by default, ~4.8 GB bf16), in fp32
-# and bf16; plus OpenBLAS against plain loops for the GEMMs (the reason linear() uses BLAS).
+# and bf16; plus OpenBLAS against plain loops for the GEMMs (the reason linear() uses BLAS). "Whole run" is
+# the process from start to exit (reading the checkpoint included; g4convert converts the weights it touches
+# on every run); transformers' "forward alone" excludes loading (one warm-up forward first).
 # Usage: bench/forward.sh [PRESET] [LAYERS] [TOKENS] [WORKDIR]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,9 +26,9 @@ row() {  # name model dtype
   local name=$1 model=$2 dtype=$3
   read -r t_ours rss_ours < <(measure "$g4" forward --hf "$model" --input "$ids" --dtype "$dtype" --quiet)
   read -r t_hf n_hf < <("$py" "$root/bench/transformers_forward.py" "$model" "$dtype" "$ids" 2>/dev/null | tail -1)
-  read -r _ rss_hf < <(measure "$py" "$root/bench/transformers_forward.py" "$model" "$dtype" "$ids")
-  printf "%-28s %-5s  g4convert %7.1f tok/s (whole run %6.2fs, peak RSS %6d MiB)   transformers %7.1f tok/s (forward only; peak RSS %6d MiB)\n" \
-    "$name" "$dtype" "$(awk "BEGIN{print $tokens/$t_ours}")" "$t_ours" "$rss_ours" "$(awk "BEGIN{print $n_hf/$t_hf}")" "$rss_hf"
+  read -r t_hf_whole rss_hf < <(measure "$py" "$root/bench/transformers_forward.py" "$model" "$dtype" "$ids")
+  printf "%-22s %-5s g4convert: whole run %6.2fs = %7.1f tok/s, peak RSS %5d MiB | transformers: whole run %6.2fs, forward alone %7.1f tok/s, peak RSS %5d MiB\n" \
+    "$name" "$dtype" "$t_ours" "$(awk "BEGIN{print $tokens/$t_ours}")" "$rss_ours" "$t_hf_whole" "$(awk "BEGIN{print $n_hf/$t_hf}")" "$rss_hf"
 }
 echo "CPU: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $tokens tokens, one row"
 for dtype in fp32 bf16; do

@@ -6,7 +6,6 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -14,6 +13,7 @@
 #include "cli/progress.h"
 #include "forward/hf_model.h"
 #include "runtime/safetensors_writer.h"
+#include "runtime/text_file.h"
 
 namespace g4::cli {
 namespace {
@@ -74,11 +74,8 @@ json routing_json(const ForwardResult& r) {
 
 Result<ForwardInput> read_input(const std::string& input_path, const std::string& ids) {
   if (!ids.empty()) return forward_input_from_ids(ids);
-  std::ifstream in(input_path, std::ios::binary);
-  if (!in) return Status::not_found(input_path + ": cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return parse_forward_input(ss.str(), input_path);
+  G4_ASSIGN_OR_RETURN(std::string text, read_text_file(input_path, 256u << 20));
+  return parse_forward_input(text, input_path);
 }
 
 }  // namespace

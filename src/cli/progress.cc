@@ -6,16 +6,6 @@
 
 namespace g4::cli {
 
-std::string human_bytes(uint64_t b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1024 && u < 4) v /= 1024, ++u;
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-  return buf;
-}
-
 std::string human_seconds(double s) {
   char buf[32];
   if (s < 60) std::snprintf(buf, sizeof buf, "%.1fs", s);
@@ -41,9 +31,16 @@ void Progress::update(uint64_t bytes_done, uint64_t bytes_total, size_t items_do
   double elapsed = std::chrono::duration<double>(now - start_).count();
   double rate = elapsed > 0 ? static_cast<double>(bytes_done) / elapsed : 0;
   std::string eta = rate > 0 && bytes_total > bytes_done ? human_seconds(static_cast<double>(bytes_total - bytes_done) / rate) : "-";
-  std::fprintf(stderr, "\r\033[K%s  %s / %s  %zu/%zu tensors  %s/s  ETA %s", label_.c_str(), human_bytes(bytes_done).c_str(),
-               human_bytes(bytes_total).c_str(), items_done, items_total, human_bytes(static_cast<uint64_t>(rate)).c_str(),
-               eta.c_str());
+  if (bytes_total == 0) {  // work counted in items only (forward: layers)
+    double item_rate = elapsed > 0 ? static_cast<double>(items_done) / elapsed : 0;
+    std::string item_eta = item_rate > 0 && items_total > items_done
+                               ? human_seconds(static_cast<double>(items_total - items_done) / item_rate) : "-";
+    std::fprintf(stderr, "\r\033[K%s  %zu/%zu layers  ETA %s", label_.c_str(), items_done, items_total, item_eta.c_str());
+  } else {
+    std::fprintf(stderr, "\r\033[K%s  %s / %s  %zu/%zu tensors  %s/s  ETA %s", label_.c_str(), human_bytes(bytes_done).c_str(),
+                 human_bytes(bytes_total).c_str(), items_done, items_total, human_bytes(static_cast<uint64_t>(rate)).c_str(),
+                 eta.c_str());
+  }
   std::fflush(stderr);
   drawn_ = true;
 }

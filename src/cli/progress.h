@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "runtime/text_file.h"
+
 namespace g4::cli {
 
 class Progress {
@@ -24,7 +26,7 @@ class Progress {
   std::chrono::steady_clock::time_point last_draw_;
 };
 
-std::string human_bytes(uint64_t bytes);
+using g4::human_bytes;
 std::string human_seconds(double seconds);
 
 }  // namespace g4::cli

@@ -1,9 +1,7 @@
 #include "gemma4/config.h"
 
-#include <fstream>
-#include <sstream>
-
 #include "gemma4/config_reader.h"
+#include "runtime/text_file.h"
 
 namespace g4::gemma4 {
 using json = nlohmann::json;
@@ -215,12 +213,8 @@ Result<ModelConfig> parse_config(std::string_view json_text, std::string_view fi
 }
 
 Result<ModelConfig> load_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::not_found(path + ": cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (ss.str().size() > (64u << 20)) return Status::invalid_argument(path + ": too large for a config");
-  return parse_config(ss.str(), path);
+  G4_ASSIGN_OR_RETURN(std::string text, read_text_file(path, 64u << 20));
+  return parse_config(text, path);
 }
 
 }  // namespace g4::gemma4

@@ -3,24 +3,12 @@
 
 #include "gemma4/config.h"
 #include "inspect/hf_inspect.h"
+#include "runtime/text_file.h"
 
 namespace g4 {
 using json = nlohmann::json;
 using namespace gemma4;
 
-namespace {
-
-std::string human_bytes(uint64_t b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1024 && u < 4) v /= 1024, ++u;
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.2f %s", v, units[u]);
-  return buf;
-}
-
-}  // namespace
 
 json inspect_report_json(const InspectReport& r) {
   const TextConfig& t = r.config.text;

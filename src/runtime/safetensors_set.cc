@@ -1,8 +1,8 @@
 #include "runtime/safetensors_set.h"
 
-#include <fstream>
+#include "runtime/text_file.h"
+
 #include <set>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -11,18 +11,6 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace {
-
-Result<std::string> read_text_file(const fs::path& path, size_t max_bytes) {
-  std::error_code ec;
-  auto size = fs::file_size(path, ec);
-  if (ec) return Status::not_found(path.string() + ": cannot read: " + ec.message());
-  if (size > max_bytes) return Status::corruption(path.string() + ": " + std::to_string(size) + " bytes is too large for this file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::io_error(path.string() + ": cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // A shard name from the index must be a plain file in the same directory: an index is untrusted input
 // and must not make us open "../../etc/passwd".
