@@ -1,5 +1,7 @@
 #include "gemma4/config_reader.h"
 
+#include <cmath>
+
 namespace g4::gemma4 {
 
 Status ConfigReader::error(const std::string& key, const std::string& why) const {
@@ -19,7 +21,7 @@ Result<std::optional<int64_t>> ConfigReader::optional_integer(const char* key) c
   // JSON writers sometimes emit 64.0 for an int field; accept exact integral floats only.
   if (v.is_number_float()) {
     double d = v.get<double>();
-    if (d == static_cast<double>(static_cast<int64_t>(d)) && d > -9e15 && d < 9e15)
+    if (d > -9e15 && d < 9e15 && d == std::floor(d))  // range first: casting an out-of-range double is UB
       return std::optional<int64_t>(static_cast<int64_t>(d));
   }
   return type_error(key, "an integer");

@@ -104,6 +104,16 @@ TEST(Config, ErrorsNameTheFieldAndTheFile) {
   EXPECT_EQ(bad_json.status().message().rfind("broken/config.json: not valid JSON", 0), 0u);
 }
 
+TEST(Config, IntegralFloatsAreIntegersButHugeOrFractionalOnesAreErrors) {
+  json j = released_26b_like();
+  j["hidden_size"] = 64.0;
+  EXPECT_OK(parse(j));
+  j["hidden_size"] = 6.2e43;  // found by fuzz_config: casting it to int64 was undefined behaviour
+  EXPECT_NE(error_of(j).find("hidden_size: expected an integer"), std::string::npos) << error_of(j);
+  j["hidden_size"] = 64.5;
+  EXPECT_NE(error_of(j).find("hidden_size: expected an integer"), std::string::npos);
+}
+
 TEST(Config, RejectsOtherModelsAndContradictoryClassNames) {
   json j = released_26b_like();
   j["model_type"] = "gemma3_text";

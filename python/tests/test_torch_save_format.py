@@ -1,0 +1,74 @@
+"""Our torch.save writer against torch.load(weights_only=True), and our safe reader against torch.save."""
+import argparse
+import collections
+import json
+import os
+import subprocess
+import zipfile
+
+import torch
+
+from conftest import ROOT
+
+TOOL = os.path.join(os.path.dirname(os.environ.get("G4CONVERT", str(ROOT / "build" / "g4convert"))), "torch_sample")
+
+
+def fnv1a(t):
+    h = 0xcbf29ce484222325
+    for byte in t.contiguous().reshape(-1).view(torch.uint8).tolist():
+        h = ((h ^ byte) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return str(h)
+
+
+def test_our_file_loads_with_weights_only_and_is_a_valid_zip(tmp_path):
+    path = tmp_path / "sample.pt"
+    subprocess.run([TOOL, "write", path], check=True)
+    assert zipfile.ZipFile(path).testzip() is None  # every CRC right
+    with torch.serialization.safe_globals([argparse.Namespace]):  # Megatron allowlists Namespace the same way
+        d = torch.load(path, weights_only=True)
+    assert torch.equal(d["f32"], torch.tensor([[1.0, -2.5, 3.25], [0.0, 1e-30, -7.0]], dtype=torch.float32))
+    assert d["bf16"].dtype == torch.bfloat16 and d["bf16"].shape == (2, 2, 2)
+    assert d["bf16"].view(torch.int16).flatten().tolist()[:3] == [0x3f80, -16352, 0x4050]
+    assert d["bf16"].flatten()[4].item() == float("inf") and d["bf16"].flatten()[5].item() == float("-inf")
+    assert d["i64"].tolist() == [-3, 1 << 40, 7]
+    assert d["scalar"].shape == () and d["scalar"].item() == 42.0
+    assert d["nested"] == [-1, 0.5, "ü", None, (True, 1 << 50)]
+    assert d["blob"] == b"\x00\x80\xff"
+    assert d["args"].tensor_model_parallel_size == 1
+    assert d["dtype"] is torch.bfloat16
+    raw = path.read_bytes()
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():  # data 64-byte aligned, as torch writes it (for mmap)
+            extra_len = int.from_bytes(raw[info.header_offset + 28:info.header_offset + 30], "little")
+            assert (info.header_offset + 30 + len(info.filename) + extra_len) % 64 == 0, info.filename
+    # mmap loading (the path Megatron's DCP reader takes for large blobs) reads the same values
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        m = torch.load(path, weights_only=True, mmap=True)
+    assert torch.equal(m["bf16"], d["bf16"])
+
+
+def test_our_reader_sees_what_torch_saved(tmp_path):
+    path = tmp_path / "torch.pt"
+    tensors = {"a": torch.arange(6, dtype=torch.bfloat16).reshape(2, 3), "b": torch.tensor(3.0),
+               "c": torch.arange(10, dtype=torch.int64)[2:7]}  # a view into a larger storage
+    obj = collections.OrderedDict(**tensors, lst=[1, 2.5, "s", None, (True,)], n={"tp": 2}, big=1 << 62, neg=-70000)
+    torch.save(obj, path)
+    out = json.loads(subprocess.run([TOOL, "dump", path], check=True, capture_output=True, text=True).stdout)
+    assert out["call"] == "collections.OrderedDict"
+    items = out["items"]
+    for name, t in tensors.items():
+        assert items[name]["tensor"] == {torch.bfloat16: "BF16", torch.float32: "F32", torch.int64: "I64"}[t.dtype]
+        assert items[name]["shape"] == list(t.shape)
+        assert items[name]["fnv1a"] == fnv1a(t), name
+    assert items["lst"] == [1, 2.5, "s", None, [True]]
+    assert items["n"] == {"tp": 2} and items["big"] == 1 << 62 and items["neg"] == -70000
+
+
+def test_our_reader_refuses_code_execution(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+    path = tmp_path / "evil.pt"
+    torch.save({"x": Evil()}, path)
+    proc = subprocess.run([TOOL, "dump", path], capture_output=True, text=True)
+    assert proc.returncode == 1 and "not on the allowlist" in proc.stderr and "pwned" not in proc.stdout
