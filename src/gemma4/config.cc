@@ -55,6 +55,9 @@ Result<std::vector<LayerType>> parse_layer_types(const ConfigReader& r, int64_t 
     return types;
   }
   // Absent: transformers' default 5:1 pattern, or the pattern a Gemma-3-style config names (P5).
+  // Bound the depth first: the pattern is materialised per layer (fuzz_config found the OOM).
+  if (num_layers < 1 || num_layers > kMaxLayers)
+    return r.error("num_hidden_layers", std::to_string(num_layers) + " is not in [1, " + std::to_string(kMaxLayers) + "]");
   G4_ASSIGN_OR_RETURN(int64_t pattern, r.integer("sliding_window_pattern", 6));
   if (pattern < 1) return r.error("sliding_window_pattern", "must be at least 1");
   for (int64_t i = 0; i < num_layers; ++i) types.push_back((i + 1) % pattern ? LayerType::kSliding : LayerType::kFull);

@@ -17,6 +17,8 @@
 namespace g4::gemma4 {
 
 enum class LayerType : uint8_t { kSliding, kFull };
+
+inline constexpr int64_t kMaxLayers = 100000;  // far above any release (60), low enough to materialise
 enum class ModelForm : uint8_t { kCausal, kConditional };
 
 std::string_view layer_type_name(LayerType t);  // "sliding_attention" / "full_attention"

@@ -61,7 +61,7 @@ Status derive_schedule(TextConfig& t, const json& per_layer_config) {
   G4_RETURN_IF_ERROR(positive(t.num_key_value_heads, "num_key_value_heads"));
   G4_RETURN_IF_ERROR(positive(t.head_dim, "head_dim"));
   G4_RETURN_IF_ERROR(positive(t.sliding_window, "sliding_window"));
-  if (L > 100000) return Status::invalid_argument("num_hidden_layers: " + std::to_string(L) + " is absurd");
+  if (L > kMaxLayers) return Status::invalid_argument("num_hidden_layers: " + std::to_string(L) + " is absurd");
   if (t.rms_norm_eps <= 0) return Status::invalid_argument("rms_norm_eps: must be positive");
   if (t.final_logit_softcapping && *t.final_logit_softcapping <= 0)
     return Status::invalid_argument("final_logit_softcapping: must be positive or null");

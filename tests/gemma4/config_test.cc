@@ -156,6 +156,13 @@ TEST(Config, NullPleWidthDisablesPleAndAbsentKeepsTransformersDefault) {
   EXPECT_EQ(parse(j)->text.hidden_size_per_layer_input, 256) << "transformers' class default (pitfalls.md P6)";
 }
 
+TEST(Config, AbsurdDepthIsRejectedBeforeAnythingIsBuiltForIt) {
+  json j = released_26b_like();
+  j.erase("layer_types");
+  j["num_hidden_layers"] = int64_t{6222222222222};  // fuzz_config: deriving the default pattern ran out of memory
+  EXPECT_NE(error_of(j).find("num_hidden_layers: 6222222222222 is not in [1, 100000]"), std::string::npos) << error_of(j);
+}
+
 TEST(Config, DerivesTheDefaultPatternWhenLayerTypesIsAbsent) {
   json j = released_26b_like();
   j.erase("layer_types");
