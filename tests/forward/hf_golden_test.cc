@@ -161,6 +161,22 @@ TEST(HfForward, KeqVLayersIgnoreAnyVTensor) {
   EXPECT_EQ(plain->logits.v, with_v->logits.v);
 }
 
+TEST(HfForward, RedundantKvOfSharedLayersInOlderUploadsIsIgnored) {
+  testing::ScratchDir dir;
+  const std::string p = "model.layers.4.self_attn.";  // tiny-e2b: layer 4 reads layer 2's K/V
+  std::vector<testing::Tensor> extra = {
+      {{p + "k_proj.weight", DType::kF32, {32, 64}}, std::string(32 * 64 * 4, '\x41')},
+      {{p + "v_proj.weight", DType::kF32, {32, 64}}, std::string(32 * 64 * 4, '\x42')},
+      {{p + "k_norm.weight", DType::kF32, {32}}, std::string(32 * 4, '\x43')},
+  };
+  testing::copy_checkpoint(testing::source_dir() / "testdata" / "tiny-e2b", dir / "m", [](testing::Tensor&) { return true; }, extra);
+  auto plain = run(testing::source_dir() / "testdata" / "tiny-e2b");
+  auto older = run(dir / "m");
+  ASSERT_OK(plain);
+  ASSERT_OK(older);
+  EXPECT_EQ(plain->logits.v, older->logits.v);
+}
+
 TEST(HfForward, LayerScalarScalesTheWholeResidualStream) {
   testing::ScratchDir dir;
   float original = 0;
