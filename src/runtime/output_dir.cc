@@ -13,6 +13,21 @@ namespace {
 std::string errno_text(int err) { return std::strerror(err); }
 }  // namespace
 
+Status pwrite_all(int fd, const void* data, size_t len, uint64_t offset, const std::string& path) {
+  const char* p = static_cast<const char*>(data);
+  while (len > 0) {
+    ssize_t n = ::pwrite(fd, p, len, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::io_error(path + ": write failed at byte " + std::to_string(offset) + ": " + errno_text(errno));
+    }
+    p += n;
+    len -= static_cast<size_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+  return {};
+}
+
 Status fsync_path(const fs::path& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::io_error(path.string() + ": cannot open for fsync: " + errno_text(errno));

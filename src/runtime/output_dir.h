@@ -38,6 +38,8 @@ class OutputDir {
 
 // Writes `bytes` to `path` (created or truncated) and fsyncs it.
 Status write_file_synced(const std::filesystem::path& path, std::string_view bytes);
+// Writes all of `data` at `offset` of the open file `fd` (retrying short writes); errors name `path`.
+Status pwrite_all(int fd, const void* data, size_t len, uint64_t offset, const std::string& path);
 // fsyncs an already written file or directory.
 Status fsync_path(const std::filesystem::path& path);
 

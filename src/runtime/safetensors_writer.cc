@@ -24,20 +24,6 @@ std::string shard_name(size_t i, size_t n) {
   return buf;
 }
 
-Status pwrite_all(int fd, const std::byte* data, size_t len, uint64_t offset, const std::string& file) {
-  while (len > 0) {
-    ssize_t n = ::pwrite(fd, data, len, static_cast<off_t>(offset));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::io_error(file + ": write failed at byte " + std::to_string(offset) + ": " + std::strerror(errno));
-    }
-    data += n;
-    len -= static_cast<size_t>(n);
-    offset += static_cast<uint64_t>(n);
-  }
-  return {};
-}
-
 struct Chunk {
   size_t tensor;
   uint64_t offset;  // within the tensor

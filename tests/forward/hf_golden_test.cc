@@ -149,32 +149,30 @@ Result<ForwardResult> run(const fs::path& dir, ComputeMode mode = ComputeMode::k
   return hf_forward(w, in, o);
 }
 
-TEST(HfForward, KeqVLayersIgnoreAnyVTensor) {
+// Adds `extra` tensors to a copy of a tiny checkpoint and checks that the logits do not change.
+void expect_ignored(const std::string& structure, std::vector<testing::Tensor> extra) {
   testing::ScratchDir dir;
-  std::string junk(64 * 64 * 2, '\x3f');  // bf16 0x3f3f ≈ 0.75 everywhere
-  testing::Tensor v{{"model.language_model.layers.2.self_attn.v_proj.weight", DType::kBF16, {64, 64}}, junk};
-  testing::copy_checkpoint(testing::source_dir() / "testdata" / "tiny-31b", dir / "m", [](testing::Tensor&) { return true; }, {v});
-  auto plain = run(testing::source_dir() / "testdata" / "tiny-31b");
-  auto with_v = run(dir / "m");
+  const fs::path original = testing::source_dir() / "testdata" / structure;
+  testing::copy_checkpoint(original, dir / "m", [](testing::Tensor&) { return true; }, std::move(extra));
+  auto plain = run(original);
+  auto with_extra = run(dir / "m");
   ASSERT_OK(plain);
-  ASSERT_OK(with_v);
-  EXPECT_EQ(plain->logits.v, with_v->logits.v);
+  ASSERT_OK(with_extra);
+  EXPECT_EQ(plain->logits.v, with_extra->logits.v);
+}
+
+TEST(HfForward, KeqVLayersIgnoreAnyVTensor) {
+  std::string junk(64 * 64 * 2, '\x3f');  // bf16 0x3f3f ≈ 0.75 everywhere
+  expect_ignored("tiny-31b", {{{"model.language_model.layers.2.self_attn.v_proj.weight", DType::kBF16, {64, 64}}, junk}});
 }
 
 TEST(HfForward, RedundantKvOfSharedLayersInOlderUploadsIsIgnored) {
-  testing::ScratchDir dir;
   const std::string p = "model.layers.4.self_attn.";  // tiny-e2b: layer 4 reads layer 2's K/V
-  std::vector<testing::Tensor> extra = {
+  expect_ignored("tiny-e2b", {
       {{p + "k_proj.weight", DType::kF32, {32, 64}}, std::string(32 * 64 * 4, '\x41')},
       {{p + "v_proj.weight", DType::kF32, {32, 64}}, std::string(32 * 64 * 4, '\x42')},
       {{p + "k_norm.weight", DType::kF32, {32}}, std::string(32 * 4, '\x43')},
-  };
-  testing::copy_checkpoint(testing::source_dir() / "testdata" / "tiny-e2b", dir / "m", [](testing::Tensor&) { return true; }, extra);
-  auto plain = run(testing::source_dir() / "testdata" / "tiny-e2b");
-  auto older = run(dir / "m");
-  ASSERT_OK(plain);
-  ASSERT_OK(older);
-  EXPECT_EQ(plain->logits.v, older->logits.v);
+  });
 }
 
 TEST(HfForward, LayerScalarScalesTheWholeResidualStream) {

@@ -1,5 +1,7 @@
 #include "runtime/torch/zip_writer.h"
 
+#include "runtime/output_dir.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -35,17 +37,8 @@ ZipWriter::~ZipWriter() {
 }
 
 Status ZipWriter::write(const void* data, size_t n) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    ssize_t w = ::write(fd_, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return Status::io_error(path_ + ": write failed at byte " + std::to_string(offset_) + ": " + std::strerror(errno));
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-    offset_ += static_cast<uint64_t>(w);
-  }
+  G4_RETURN_IF_ERROR(pwrite_all(fd_, data, n, offset_, path_));
+  offset_ += n;
   return {};
 }
 
