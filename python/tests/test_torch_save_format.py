@@ -72,3 +72,23 @@ def test_our_reader_refuses_code_execution(tmp_path):
     torch.save({"x": Evil()}, path)
     proc = subprocess.run([TOOL, "dump", path], capture_output=True, text=True)
     assert proc.returncode == 1 and "not on the allowlist" in proc.stderr and "pwned" not in proc.stdout
+
+
+def test_our_dcp_reader_sees_what_torch_distributed_checkpoint_saved(tmp_path):
+    import torch.distributed.checkpoint as dcp
+    sd = {"decoder.layers.self_attention.linear_qkv.weight": torch.randn(2, 12, 8).to(torch.bfloat16),
+          "embedding.word_embeddings.weight": torch.randn(16, 8),
+          "decoder.layers.layer_scalar": torch.tensor([[0.5], [0.25]]),
+          "common": {"iteration": 5, "args": "x"}}
+    dcp.save(sd, checkpoint_id=str(tmp_path / "ckpt"))
+    out = json.loads(subprocess.run([TOOL, "dcp", tmp_path / "ckpt"], check=True, capture_output=True, text=True).stdout)
+    for fqn, t in sd.items():
+        if not torch.is_tensor(t):
+            continue
+        ours = out["tensors"][fqn]
+        assert ours["shape"] == list(t.shape)
+        assert ours["dtype"] == {torch.bfloat16: "BF16", torch.float32: "F32"}[t.dtype]
+        for chunk in ours["chunks"]:
+            part = t[tuple(slice(o, o + s) for o, s in zip(chunk["offsets"], chunk["sizes"]))]
+            assert chunk["fnv1a"] == fnv1a(part), fqn
+    assert sorted(out["bytes"]) == ["common.args", "common.iteration"]

@@ -1,5 +1,7 @@
 #include "runtime/torch/torch_save.h"
 
+#include "runtime/dcp/dcp_metadata.h"
+
 #include <cstring>
 
 #include "runtime/torch/pickle_reader.h"
@@ -159,3 +161,25 @@ TEST(TorchSave, TensorsRoundTripThroughOurWriterAndReader) {
 
 }  // namespace
 }  // namespace g4::torch
+
+namespace g4::dcp {
+namespace {
+
+TEST(DcpMetadata, MissingOrCorruptMetadataNamesTheFile) {
+  testing::ScratchDir dir;
+  auto missing = read_metadata(dir.path());
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), ErrorCode::kNotFound);
+  testing::write_bytes(dir / ".metadata", std::string("\x80\x04\x95", 3));
+  auto corrupt = read_metadata(dir.path());
+  ASSERT_FALSE(corrupt.ok());
+  EXPECT_NE(corrupt.status().message().find(".metadata"), std::string::npos) << corrupt.status().message();
+  // A well-formed pickle of something else is not a Metadata object.
+  testing::write_bytes(dir / ".metadata", torch::pickle_dumps(*torch::py_dict({})));
+  auto other = read_metadata(dir.path());
+  ASSERT_FALSE(other.ok());
+  EXPECT_NE(other.status().message().find("not a DCP Metadata object"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace g4::dcp

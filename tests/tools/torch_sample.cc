@@ -1,12 +1,14 @@
 // Test tool for the Python oracle suite: `torch_sample write OUT.pt` writes a torch.save file with our
 // writer (every dtype we emit, nested containers, a Namespace); `torch_sample dump IN.pt` prints what our
-// safe reader sees as JSON (tensors as dtype, shape and FNV-1a hash of their bytes).
+// safe reader sees as JSON (tensors as dtype, shape and FNV-1a hash of their bytes); `torch_sample dcp DIR`
+// prints what our DCP reader sees: every tensor's chunks with their hashes, and the byte items.
 #include <cstdio>
 #include <cstring>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/dcp/dcp_metadata.h"
 #include "runtime/torch/torch_save.h"
 
 using namespace g4;
@@ -90,6 +92,24 @@ int main(int argc, char** argv) {
     });
     Status s = w.write(path, *root, "archive");
     if (!s.ok()) { std::fprintf(stderr, "%s\n", s.message().c_str()); return 1; }
+    return 0;
+  }
+  if (mode == "dcp") {
+    auto md = dcp::read_metadata(path);
+    if (!md.ok()) { std::fprintf(stderr, "%s\n", md.status().message().c_str()); return 1; }
+    std::map<std::string, MappedFile> maps;
+    json out = {{"tensors", json::object()}, {"bytes", json::array()}};
+    for (const auto& [fqn, t] : md->tensors) {
+      json chunks = json::array();
+      for (const auto& c : t.chunks) {
+        auto v = dcp::read_chunk(path, c, maps, fqn);
+        if (!v.ok()) { std::fprintf(stderr, "%s\n", v.status().message().c_str()); return 1; }
+        chunks.push_back({{"offsets", c.offsets}, {"sizes", c.sizes}, {"fnv1a", std::to_string(fnv1a(v->data))}});
+      }
+      out["tensors"][fqn] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"chunks", chunks}};
+    }
+    for (const auto& [fqn, loc] : md->byte_items) out["bytes"].push_back(fqn);
+    std::cout << out.dump() << "\n";
     return 0;
   }
   auto file = load_torch_file(path);
