@@ -96,9 +96,7 @@ Status HfWeights::for_each_row_block(const std::string& name, int64_t block_rows
     int64_t n = std::min(block_rows, s[0] - first);
     Mat block(n, s[1]);
     convert(*e, static_cast<uint64_t>(first * s[1]), block.v.size(), block.v.data(), p);
-    G4_RETURN_IF_ERROR(fn(first, block));
-    e->file->release_range(set_.data(*e).subspan(static_cast<size_t>(first * s[1]) * dtype_size(e->info->dtype),
-                                                 block.v.size() * dtype_size(e->info->dtype)));
+    G4_RETURN_IF_ERROR(fn(first, block));  // convert() already released this block's mapped pages
   }
   return {};
 }

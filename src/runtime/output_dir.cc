@@ -13,6 +13,16 @@ namespace {
 std::string errno_text(int err) { return std::strerror(err); }
 }  // namespace
 
+Status fsync_path(const fs::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::io_error(path.string() + ": cannot open for fsync: " + errno_text(errno));
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) return Status::io_error(path.string() + ": fsync failed: " + errno_text(err));
+  return {};
+}
+
 Status pwrite_all(int fd, const void* data, size_t len, uint64_t offset, const std::string& path) {
   const char* p = static_cast<const char*>(data);
   while (len > 0) {
@@ -28,37 +38,13 @@ Status pwrite_all(int fd, const void* data, size_t len, uint64_t offset, const s
   return {};
 }
 
-Status fsync_path(const fs::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::io_error(path.string() + ": cannot open for fsync: " + errno_text(errno));
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) return Status::io_error(path.string() + ": fsync failed: " + errno_text(err));
-  return {};
-}
-
 Status write_file_synced(const fs::path& path, std::string_view bytes) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Status::io_error(path.string() + ": cannot create: " + errno_text(errno));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return Status::io_error(path.string() + ": write failed: " + errno_text(err));
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    int err = errno;
-    ::close(fd);
-    return Status::io_error(path.string() + ": fsync failed: " + errno_text(err));
-  }
-  if (::close(fd) != 0) return Status::io_error(path.string() + ": close failed: " + errno_text(errno));
-  return {};
+  Status s = pwrite_all(fd, bytes.data(), bytes.size(), 0, path.string());
+  if (s.ok() && ::fsync(fd) != 0) s = Status::io_error(path.string() + ": fsync failed: " + errno_text(errno));
+  if (::close(fd) != 0 && s.ok()) s = Status::io_error(path.string() + ": close failed: " + errno_text(errno));
+  return s;
 }
 
 Result<OutputDir> OutputDir::create(const fs::path& final_path, bool force) {
