@@ -1,7 +1,9 @@
 // Test tool for the Python oracle suite: `torch_sample write OUT.pt` writes a torch.save file with our
 // writer (every dtype we emit, nested containers, a Namespace); `torch_sample dump IN.pt` prints what our
 // safe reader sees as JSON (tensors as dtype, shape and FNV-1a hash of their bytes); `torch_sample dcp DIR`
-// prints what our DCP reader sees: every tensor's chunks with their hashes, and the byte items.
+// prints what our DCP reader sees: every tensor's chunks with their hashes, and the byte items;
+// `torch_sample dcp-write DIR` writes a DCP directory with our writer (values i·0.5 in row-major order, stacked
+// per-layer chunks, a column-split f32 tensor, `_extra_state` byte items) for torch and megatron-core to read.
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -9,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/dcp/dcp_metadata.h"
+#include "runtime/dcp/dcp_writer.h"
 #include "runtime/torch/torch_save.h"
 
 using namespace g4;
@@ -91,6 +94,50 @@ int main(int argc, char** argv) {
         {py_str("dtype"), py_global("torch", "bfloat16")},
     });
     Status s = w.write(path, *root, "archive");
+    if (!s.ok()) { std::fprintf(stderr, "%s\n", s.message().c_str()); return 1; }
+    return 0;
+  }
+  if (mode == "dcp-write") {
+    // Element k of every tensor holds k * 0.5 (k in global row-major order), so a reader can check placement.
+    auto fill_global = [](DType dt, Shape global, std::vector<int64_t> off, Shape sizes) {
+      return [=](uint64_t offset, std::span<std::byte> out) -> Status {
+        const size_t es = dtype_size(dt);
+        for (size_t b = 0; b < out.size(); b += es) {
+          uint64_t local = (offset + b) / es, global_index = 0;
+          for (size_t d = 0; d < sizes.size(); ++d) {
+            uint64_t inner = 1;
+            for (size_t e = d + 1; e < sizes.size(); ++e) inner *= sizes[e];
+            uint64_t outer = 1;
+            for (size_t e = d + 1; e < global.size(); ++e) outer *= global[e];
+            global_index += (local / inner % sizes[d] + off[d]) * outer;
+          }
+          float v = static_cast<float>(global_index) * 0.5f;
+          if (dt == DType::kBF16) {
+            uint32_t bits;
+            std::memcpy(&bits, &v, 4);
+            uint16_t h = static_cast<uint16_t>(bits >> 16);
+            std::memcpy(out.data() + b, &h, 2);
+          } else {
+            std::memcpy(out.data() + b, &v, 4);
+          }
+        }
+        return Status();
+      };
+    };
+    std::vector<dcp::TensorToWrite> tensors;
+    dcp::TensorToWrite stacked{"decoder.layers.mlp.linear_fc1.weight", DType::kBF16, {3, 4, 5}, {}};
+    for (int64_t l = 0; l < 3; ++l)
+      stacked.chunks.push_back({{l, 0, 0}, {1, 4, 5}, fill_global(DType::kBF16, {3, 4, 5}, {l, 0, 0}, {1, 4, 5})});
+    tensors.push_back(stacked);
+    dcp::TensorToWrite split{"embedding.word_embeddings.weight", DType::kF32, {6, 4}, {}};
+    for (int64_t c = 0; c < 2; ++c)
+      split.chunks.push_back({{0, 2 * c}, {6, 2}, fill_global(DType::kF32, {6, 4}, {0, 2 * c}, {6, 2})});
+    tensors.push_back(split);
+    std::vector<dcp::BytesToWrite> bytes = {
+        {"decoder.layers.mlp.linear_fc1._extra_state/shard_0_1", dcp::write_empty_extra_state},
+        {"decoder.layers.mlp.linear_fc2._extra_state/shard_0_1", dcp::write_none_extra_state}};
+    std::filesystem::create_directories(path);
+    Status s = dcp::write_dcp(path, tensors, bytes, {2, nullptr, nullptr});
     if (!s.ok()) { std::fprintf(stderr, "%s\n", s.message().c_str()); return 1; }
     return 0;
   }

@@ -66,6 +66,10 @@ PyPtr TorchSaveWriter::tensor(DType dtype, const Shape& shape, std::span<const s
 
 Status TorchSaveWriter::write(const std::filesystem::path& path, const PyValue& root, const std::string& archive) const {
   G4_ASSIGN_OR_RETURN(ZipWriter zip, ZipWriter::create(path));
+  return write_into(zip, root, archive);
+}
+
+Status TorchSaveWriter::write_into(ZipWriter& zip, const PyValue& root, const std::string& archive) const {
   G4_RETURN_IF_ERROR(zip.add(archive + "/data.pkl", pickle_dumps(root)));
   G4_RETURN_IF_ERROR(zip.add(archive + "/byteorder", std::string_view("little")));
   for (size_t k = 0; k < storages_.size(); ++k)

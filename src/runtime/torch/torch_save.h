@@ -14,6 +14,7 @@
 #include "runtime/tensor_info.h"
 #include "runtime/torch/py_value.h"
 #include "runtime/torch/zip_reader.h"
+#include "runtime/torch/zip_writer.h"
 
 namespace g4::torch {
 
@@ -31,6 +32,8 @@ class TorchSaveWriter {
 
   // Writes `root` to `path` with archive prefix `archive` (torch uses the file stem, or "archive" for streams).
   Status write(const std::filesystem::path& path, const PyValue& root, const std::string& archive) const;
+  // The same archive into an already open writer (one item of a DCP .distcp file); finishes the archive.
+  Status write_into(ZipWriter& zip, const PyValue& root, const std::string& archive) const;
 
  private:
   struct Storage {

@@ -24,20 +24,21 @@ void put(std::string& out, uint64_t v, int n) {
 Result<ZipWriter> ZipWriter::create(const std::filesystem::path& path) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Status::io_error(path.string() + ": cannot create: " + std::strerror(errno));
-  return ZipWriter(fd, path.string());
+  return ZipWriter(fd, path.string(), 0, true);
 }
 
 ZipWriter::ZipWriter(ZipWriter&& o) noexcept
-    : fd_(o.fd_), path_(std::move(o.path_)), offset_(o.offset_), entries_(std::move(o.entries_)) {
+    : fd_(o.fd_), path_(std::move(o.path_)), base_(o.base_), owns_fd_(o.owns_fd_), offset_(o.offset_),
+      entries_(std::move(o.entries_)) {
   o.fd_ = -1;
 }
 
 ZipWriter::~ZipWriter() {
-  if (fd_ >= 0) ::close(fd_);
+  if (fd_ >= 0 && owns_fd_) ::close(fd_);
 }
 
 Status ZipWriter::write(const void* data, size_t n) {
-  G4_RETURN_IF_ERROR(pwrite_all(fd_, data, n, offset_, path_));
+  G4_RETURN_IF_ERROR(pwrite_all(fd_, data, n, base_ + offset_, path_));
   offset_ += n;
   return {};
 }
@@ -170,6 +171,7 @@ Status ZipWriter::finish() {
   put(end, std::min<uint64_t>(cd_start, kZip32Max), 4);
   put(end, 0, 2);
   G4_RETURN_IF_ERROR(write(end.data(), end.size()));
+  if (!owns_fd_) return {};
   if (::fsync(fd_) != 0) return Status::io_error(path_ + ": fsync failed: " + std::strerror(errno));
   int fd = fd_;
   fd_ = -1;
