@@ -2,7 +2,12 @@
 // when it runs: 0 success, 1 the input has problems (inspect), 2 an error (message already printed).
 #pragma once
 
+#include <optional>
+#include <string>
+
 #include <CLI/CLI.hpp>
+
+#include "runtime/dtype.h"
 
 namespace g4::cli {
 
@@ -16,6 +21,12 @@ void add_synth_command(CLI::App& app, const GlobalOptions& global, int& exit_cod
 void add_inspect_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
 void add_presets_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
 void add_forward_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
+void add_hf2mcore_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
+void add_mcore2hf_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
+void add_roundtrip_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
+
+// --dtype keep|bf16|fp32 of the converters: nullopt keeps every tensor's dtype.
+std::optional<DType> parse_dtype_option(const std::string& text);
 void add_version_command(CLI::App& app, int& exit_code);
 
 // Prints "g4convert: error: <message>" on stderr and returns 2.

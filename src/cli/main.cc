@@ -25,6 +25,9 @@ int main(int argc, char** argv) {
   g4::cli::add_synth_command(app, global, exit_code);
   g4::cli::add_inspect_command(app, global, exit_code);
   g4::cli::add_forward_command(app, global, exit_code);
+  g4::cli::add_hf2mcore_command(app, global, exit_code);
+  g4::cli::add_mcore2hf_command(app, global, exit_code);
+  g4::cli::add_roundtrip_command(app, global, exit_code);
   g4::cli::add_presets_command(app, global, exit_code);
   g4::cli::add_version_command(app, exit_code);
   try {

@@ -1,0 +1,67 @@
+// g4convert hf2mcore: HF safetensors -> Megatron-Core torch_dist in Megatron-Bridge's layout.
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/progress.h"
+#include "convert/hf2mcore.h"
+
+namespace g4::cli {
+
+std::optional<DType> parse_dtype_option(const std::string& text) {
+  if (text == "bf16") return DType::kBF16;
+  if (text == "fp32") return DType::kF32;
+  return std::nullopt;  // keep
+}
+
+void add_hf2mcore_command(CLI::App& app, const GlobalOptions& global, int& exit_code) {
+  struct Args {
+    std::string hf, out, dtype = "keep";
+    bool force = false, release = false;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand("hf2mcore", "convert an HF Gemma 4 checkpoint to Megatron-Core torch_dist (Megatron-Bridge layout)");
+  cmd->add_option("--hf", args->hf, "HF checkpoint directory (config.json + safetensors)")->required();
+  cmd->add_option("--out", args->out, "output checkpoint root (created atomically)")->required();
+  cmd->add_option("--dtype", args->dtype, "keep (default, lossless), bf16 or fp32")->check(CLI::IsMember({"keep", "bf16", "fp32"}));
+  cmd->add_flag("--release", args->release,
+                "write release/ with tracker 'release' (Megatron-LM load_checkpoint) instead of iter_0000000/ (Megatron-Bridge)");
+  cmd->add_flag("--force", args->force, "replace an existing output directory");
+  cmd->callback([args, &global, &exit_code] {
+    convert::Hf2McoreOptions o;
+    o.hf = args->hf;
+    o.out = args->out;
+    o.threads = global.threads;
+    o.dtype = parse_dtype_option(args->dtype);
+    o.force = args->force;
+    o.layout = args->release ? convert::IterationLayout::kRelease : convert::IterationLayout::kBridge;
+    const auto start = std::chrono::steady_clock::now();
+    Result<convert::ConvertSummary> summary = [&] {
+      Progress progress("hf2mcore", !global.quiet && !global.json);
+      o.progress.update = [&](uint64_t b, uint64_t bt, size_t i, size_t it) { progress.update(b, bt, i, it); };
+      return convert::hf2mcore(o);
+    }();
+    if (!summary.ok()) { exit_code = report_error(summary.status().message()); return; }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    for (const std::string& w : summary->warnings) std::fprintf(stderr, "g4convert: warning: %s\n", w.c_str());
+    if (global.json) {
+      nlohmann::json j = {{"out", args->out}, {"iteration_dir", summary->iteration_dir.string()}, {"family", summary->family},
+                          {"form", summary->form}, {"source_tensors", summary->source_tensors},
+                          {"dcp_tensors", summary->target_tensors}, {"chunks", summary->chunks},
+                          {"extra_state_objects", summary->extra_state}, {"bytes", summary->bytes}, {"seconds", seconds},
+                          {"warnings", summary->warnings}};
+      std::cout << j.dump(2) << "\n";
+    } else if (!global.quiet) {
+      std::printf("wrote %s: %s %s, %zu HF tensors -> %zu DCP tensors (%zu chunks, %zu extra-state objects), %s, %s\n",
+                  summary->iteration_dir.c_str(), summary->family.c_str(), summary->form.c_str(), summary->source_tensors,
+                  summary->target_tensors, summary->chunks, summary->extra_state, human_bytes(summary->bytes).c_str(),
+                  human_seconds(seconds).c_str());
+    }
+    exit_code = 0;
+  });
+}
+
+}  // namespace g4::cli

@@ -1,0 +1,65 @@
+// g4convert roundtrip: hf -> mcore -> hf, then a byte-for-byte comparison. Exit 1 when anything differs.
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/progress.h"
+#include "convert/roundtrip.h"
+
+namespace g4::cli {
+
+void add_roundtrip_command(CLI::App& app, const GlobalOptions& global, int& exit_code) {
+  struct Args {
+    std::string hf, keep;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand("roundtrip", "hf -> mcore -> hf in a scratch directory and compare every tensor byte for byte");
+  cmd->add_option("--hf", args->hf, "HF checkpoint directory")->required();
+  cmd->add_option("--keep", args->keep, "keep the intermediate checkpoints here (mcore/ and hf/)");
+  cmd->callback([args, &global, &exit_code] {
+    convert::RoundtripOptions o;
+    o.hf = args->hf;
+    if (!args->keep.empty()) o.keep = args->keep;
+    o.threads = global.threads;
+    const auto start = std::chrono::steady_clock::now();
+    Result<convert::RoundtripReport> report = [&] {
+      Progress progress("roundtrip", !global.quiet && !global.json);
+      o.progress.update = [&](uint64_t b, uint64_t bt, size_t i, size_t it) { progress.update(b, bt, i, it); };
+      return convert::roundtrip(o);
+    }();
+    if (!report.ok()) { exit_code = report_error(report.status().message()); return; }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    for (const std::string& w : report->warnings) std::fprintf(stderr, "g4convert: warning: %s\n", w.c_str());
+    auto differences_json = [](const std::vector<convert::Difference>& ds) {
+      nlohmann::json a = nlohmann::json::array();
+      for (const auto& d : ds) a.push_back({{"item", d.item}, {"original", d.original}, {"roundtripped", d.roundtripped}});
+      return a;
+    };
+    if (global.json) {
+      nlohmann::json j = {{"hf", args->hf}, {"identical", report->identical()}, {"family", report->to_mcore.family},
+                          {"form", report->to_mcore.form}, {"tensors_compared", report->tensors_compared},
+                          {"bytes_compared", report->bytes_compared}, {"dcp_tensors", report->to_mcore.target_tensors},
+                          {"tensor_differences", differences_json(report->tensor_differences)},
+                          {"config_differences", differences_json(report->config_differences)}, {"seconds", seconds},
+                          {"warnings", report->warnings}};
+      std::cout << j.dump(2) << "\n";
+    } else if (!global.quiet || !report->identical()) {
+      if (!report->identical()) {
+        std::printf("%-64s  %-28s  %s\n", "differs", "original", "round-tripped");
+        for (const auto* list : {&report->tensor_differences, &report->config_differences})
+          for (const auto& d : *list) std::printf("%-64s  %-28s  %s\n", d.item.c_str(), d.original.c_str(), d.roundtripped.c_str());
+      }
+      std::printf("%s: %s %s, %zu tensors (%s) through %zu DCP tensors: %s, %s\n", args->hf.c_str(), report->to_mcore.family.c_str(),
+                  report->to_mcore.form.c_str(), report->tensors_compared, human_bytes(report->bytes_compared).c_str(),
+                  report->to_mcore.target_tensors,
+                  report->identical() ? "bit-exact" : (std::to_string(report->tensor_differences.size() + report->config_differences.size()) + " differences").c_str(),
+                  human_seconds(seconds).c_str());
+    }
+    exit_code = report->identical() ? 0 : 1;
+  });
+}
+
+}  // namespace g4::cli

@@ -1,0 +1,212 @@
+#include "convert/hf2mcore.h"
+
+#include <algorithm>
+#include <set>
+#include <thread>
+
+#include "convert/conversion_plan.h"
+#include "convert/element_copy.h"
+#include "gemma4/config.h"
+#include "gemma4/hf_tensors.h"
+#include "runtime/dcp/dcp_writer.h"
+#include "runtime/output_dir.h"
+#include "runtime/safetensors_set.h"
+#include "runtime/thread_pool.h"
+
+namespace g4::convert {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr uint64_t kMaxChunkBytes = 1ull << 30;  // split big unstacked tensors (embeddings) along dim 0
+
+// The bytes of rows [first_row, first_row + rows) of one parameter, gathered from its pieces.
+class ParamGather {
+ public:
+  ParamGather(const ConversionPlan& plan, const MegatronParam& param, const SafetensorsSet& set,
+              const std::vector<const SafetensorsSet::Entry*>& entries, DType dtype)
+      : plan_(plan), param_(param), set_(set), entries_(entries), dtype_(dtype) {}
+
+  Status produce(int64_t first_row, uint64_t offset, std::span<std::byte> out) const {
+    const uint64_t es = dtype_size(dtype_), row_bytes = static_cast<uint64_t>(row_elems(param_.shape)) * es;
+    uint64_t at = static_cast<uint64_t>(first_row) * row_bytes + offset;
+    const uint64_t end = at + out.size();
+    std::byte* dst = out.data();
+    for (const Piece& piece : param_.pieces) {
+      const uint64_t p0 = static_cast<uint64_t>(piece.dst_row) * row_bytes, p1 = p0 + static_cast<uint64_t>(piece.rows) * row_bytes;
+      if (p1 <= at || p0 >= end) continue;
+      const uint64_t b0 = std::max(at, p0), b1 = std::min(end, p1);
+      std::span<std::byte> part(dst + (b0 - at), b1 - b0);
+      if (piece.source < 0) {
+        fill_elements(piece.fill, dtype_, part);
+        continue;
+      }
+      const SafetensorsSet::Entry& e = *entries_[piece.source];
+      const uint64_t src_es = dtype_size(e.info->dtype);
+      const uint64_t first_elem = static_cast<uint64_t>(piece.src_row) * row_elems(param_.shape) + (b0 - p0) / es;
+      std::span<const std::byte> src = set_.data(e).subspan(first_elem * src_es, (b1 - b0) / es * src_es);
+      G4_RETURN_IF_ERROR(copy_elements(src, e.info->dtype, part, dtype_).with_context(plan_.hf[piece.source].name));
+      e.file->release_range(src);  // streamed once: drop the pages so RSS stays bounded
+    }
+    return {};
+  }
+
+ private:
+  const ConversionPlan& plan_;
+  const MegatronParam& param_;
+  const SafetensorsSet& set_;
+  const std::vector<const SafetensorsSet::Entry*>& entries_;
+  DType dtype_;
+};
+
+Status check_source_tensor(const HfSlot& slot, const TensorInfo& info, const std::string& where) {
+  if (info.shape != slot.shape)
+    return Status::invalid_argument(where + ": tensor '" + slot.name + "' has shape " + shape_to_string(info.shape) +
+                                    ", the config implies " + shape_to_string(slot.shape));
+  if (!dtype_is_float(info.dtype))
+    return Status::invalid_argument(where + ": tensor '" + slot.name + "' has dtype " + std::string(dtype_name(info.dtype)) +
+                                    ", expected a float type");
+  return {};
+}
+
+}  // namespace
+
+Result<ConvertSummary> hf2mcore(const Hf2McoreOptions& options) {
+  const std::string where = options.hf.string();
+  G4_ASSIGN_OR_RETURN(gemma4::ModelConfig config, gemma4::load_config((options.hf / "config.json").string()));
+  G4_ASSIGN_OR_RETURN(SafetensorsSet set, SafetensorsSet::open_dir(options.hf));
+  if (!set.issues().empty()) return Status::corruption(where + ": " + set.issues().front());
+
+  // Towers pass through; every other tensor must be a text tensor the plan knows.
+  std::vector<std::pair<std::string, Shape>> towers;
+  std::set<std::string> present;
+  for (const auto& [name, entry] : set.tensors()) {
+    bool tower = false;
+    for (bool vision : {true, false})
+      for (const std::string& prefix : gemma4::tower_prefixes(vision)) tower |= name.starts_with(prefix);
+    if (tower && config.form == gemma4::ModelForm::kConditional) towers.push_back({name, entry.info->shape});
+    present.insert(name);
+  }
+  G4_ASSIGN_OR_RETURN(ConversionPlan plan, build_plan(config, towers));
+  G4_RETURN_IF_ERROR(bind_sources(plan, present, where));
+  G4_RETURN_IF_ERROR(check_contract(plan));
+
+  std::vector<const SafetensorsSet::Entry*> entries(plan.hf.size(), nullptr);
+  for (size_t s = 0; s < plan.hf.size(); ++s) {
+    entries[s] = set.find(plan.hf[s].name);
+    if (entries[s] && !plan.hf[s].tower) G4_RETURN_IF_ERROR(check_source_tensor(plan.hf[s], *entries[s]->info, where));
+  }
+
+  // Each parameter's dtype: its sources' (which must agree) or the requested one.
+  std::vector<DType> param_dtype(plan.params.size(), DType::kBF16);
+  std::optional<DType> model_dtype;
+  for (size_t p = 0; p < plan.params.size(); ++p) {
+    std::optional<DType> d;
+    for (const Piece& piece : plan.params[p].pieces) {
+      if (piece.source < 0) continue;
+      const DType s = entries[piece.source]->info->dtype;
+      if (d && *d != s)
+        return Status::invalid_argument(where + ": the sources of " + plan.params[p].name + " mix dtypes (" +
+                                        std::string(dtype_name(*d)) + ", " + std::string(dtype_name(s)) + "); pass --dtype");
+      d = s;
+    }
+    if (!d) d = model_dtype.value_or(options.dtype.value_or(DType::kBF16));  // all fill: follow the model
+    param_dtype[p] = converted_dtype(*d, options.dtype);
+    if (!plan.params[p].slot.key.starts_with("vision_tower.") && !model_dtype) model_dtype = param_dtype[p];
+  }
+  // A fill-only parameter (zero K/V of a shared layer) was typed before the model dtype was known.
+  for (size_t p = 0; p < plan.params.size(); ++p) {
+    bool all_fill = true;
+    for (const Piece& piece : plan.params[p].pieces) all_fill &= piece.source < 0;
+    if (all_fill && model_dtype) param_dtype[p] = converted_dtype(*model_dtype, options.dtype);
+  }
+
+  // Group parameters by storage key into DCP tensors; stacked keys need one shape and dtype.
+  std::vector<dcp::TensorToWrite> tensors;
+  std::map<std::string, size_t> by_key;
+  std::vector<ParamGather> gathers;
+  gathers.reserve(plan.params.size());
+  for (size_t p = 0; p < plan.params.size(); ++p) gathers.emplace_back(plan, plan.params[p], set, entries, param_dtype[p]);
+  size_t chunk_count = 0;
+  for (size_t p = 0; p < plan.params.size(); ++p) {
+    const MegatronParam& param = plan.params[p];
+    Shape global = param.slot.axes;
+    global.insert(global.end(), param.shape.begin(), param.shape.end());
+    auto [it, inserted] = by_key.try_emplace(param.slot.key, tensors.size());
+    if (inserted) tensors.push_back({param.slot.key, param_dtype[p], global, {}});
+    dcp::TensorToWrite& tw = tensors[it->second];
+    if (tw.shape != global || tw.dtype != param_dtype[p])
+      return Status::invalid_argument(where + ": " + param.name + " does not fit the stacked key '" + param.slot.key + "' (" +
+                                      shape_to_string(global) + " vs " + shape_to_string(tw.shape) + ")");
+    const int64_t rows = row_count(param.shape);
+    const uint64_t row_bytes = static_cast<uint64_t>(row_elems(param.shape)) * dtype_size(param_dtype[p]);
+    int64_t step = rows;
+    if (param.experts) step = 1;  // one chunk per expert, as TEGroupedMLP saves them
+    else if (param.slot.axes.empty() && row_bytes > 0) step = std::max<int64_t>(1, std::min<int64_t>(rows, kMaxChunkBytes / row_bytes));
+    for (int64_t r = 0; r < std::max<int64_t>(rows, 1); r += step) {
+      const int64_t n = std::min(step, rows - r);
+      dcp::ChunkToWrite chunk;
+      chunk.offsets = param.slot.index;
+      chunk.sizes = Shape(param.slot.axes.size(), 1);
+      chunk.offsets.push_back(r);
+      chunk.sizes.push_back(param.shape.empty() ? 1 : n);
+      for (size_t d = 1; d < param.shape.size(); ++d) {
+        chunk.offsets.push_back(0);
+        chunk.sizes.push_back(param.shape[d]);
+      }
+      if (param.shape.empty()) chunk.offsets.pop_back(), chunk.sizes.pop_back();
+      const ParamGather* g = &gathers[p];
+      chunk.produce = [g, r](uint64_t offset, std::span<std::byte> out) { return g->produce(r, offset, out); };
+      tw.chunks.push_back(std::move(chunk));
+      ++chunk_count;
+    }
+  }
+  std::vector<dcp::BytesToWrite> byte_items;
+  for (const ExtraStateItem& item : plan.extra_state)
+    byte_items.push_back({item.key, item.payload == mappings::ExtraState::kLocal ? dcp::write_none_extra_state : dcp::write_empty_extra_state});
+
+  uint64_t total = 0;
+  for (const auto& tw : tensors) total += checked_numel(tw.shape).value_or(0) * dtype_size(tw.dtype);
+
+  G4_ASSIGN_OR_RETURN(OutputDir out, OutputDir::create(options.out, options.force));
+  const fs::path iter = out.temp_path() / iteration_dir_name(options.layout);
+  std::error_code ec;
+  fs::create_directories(iter, ec);
+  if (ec) return Status::io_error(iter.string() + ": cannot create: " + ec.message());
+
+  const unsigned threads = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
+  ThreadPool pool(threads);
+  dcp::DcpWriteOptions write_options;
+  write_options.files = threads;
+  write_options.pool = &pool;
+  const size_t items_total = chunk_count + byte_items.size();
+  if (options.progress.update)
+    write_options.on_progress = [&](uint64_t bytes, size_t items) { options.progress.update(bytes, total, items, items_total); };
+  G4_RETURN_IF_ERROR(dcp::write_dcp(iter, tensors, byte_items, write_options));
+
+  gemma4::ModelConfig written = config;
+  if (options.dtype) written.dtype = options.dtype == DType::kF32 ? "float32" : options.dtype == DType::kF16 ? "float16" : "bfloat16";
+  G4_RETURN_IF_ERROR(write_megatron_side_files(out.temp_path(), iter, written, plan, options.layout, model_dtype.value_or(DType::kBF16)));
+  G4_RETURN_IF_ERROR(copy_hf_assets(options.hf, iter / kTokenizerDir));
+  G4_RETURN_IF_ERROR(out.commit());
+
+  ConvertSummary summary;
+  summary.family = std::string(plan.table->family);
+  summary.form = std::string(gemma4::form_name(config.form));
+  summary.source_tensors = present.size();
+  summary.target_tensors = tensors.size();
+  summary.chunks = chunk_count;
+  summary.extra_state = byte_items.size();
+  summary.bytes = total;
+  summary.iteration_dir = options.out / iteration_dir_name(options.layout);
+  for (const std::string& name : present)
+    if (auto it = plan.hf_index.find(name); it != plan.hf_index.end() && plan.hf[it->second].optional) {
+      bool used = false;
+      for (const MegatronParam& p : plan.params)
+        for (const Piece& piece : p.pieces) used |= piece.source == it->second;
+      if (!used) summary.warnings.push_back("'" + name + "' is redundant (tied to the embedding) and was not converted");
+    }
+  return summary;
+}
+
+}  // namespace g4::convert

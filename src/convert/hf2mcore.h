@@ -1,0 +1,46 @@
+// hf2mcore: an HF Gemma 4 checkpoint (safetensors) to a Megatron-Core torch_dist checkpoint in
+// Megatron-Bridge's layout, streamed: each DCP chunk is gathered from the memory-mapped HF tensors as it is
+// written, so memory stays at a few buffers whatever the model size.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "convert/mcore_files.h"
+#include "runtime/dtype.h"
+#include "runtime/status.h"
+
+namespace g4::convert {
+
+struct ConvertProgress {
+  std::function<void(uint64_t bytes_done, uint64_t bytes_total, size_t items_done, size_t items_total)> update;
+};
+
+struct Hf2McoreOptions {
+  std::filesystem::path hf;
+  std::filesystem::path out;
+  unsigned threads = 0;
+  std::optional<DType> dtype;  // unset: keep every tensor's dtype
+  bool force = false;
+  IterationLayout layout = IterationLayout::kBridge;
+  ConvertProgress progress;
+};
+
+struct ConvertSummary {
+  std::string family;      // "moe" or "dense"
+  std::string form;        // "causal" or "conditional"
+  size_t source_tensors = 0;
+  size_t target_tensors = 0;  // DCP tensor keys (mcore) or HF tensors written (hf)
+  size_t chunks = 0;
+  size_t extra_state = 0;
+  uint64_t bytes = 0;       // payload bytes written
+  std::vector<std::string> warnings;
+  std::filesystem::path iteration_dir;
+};
+
+Result<ConvertSummary> hf2mcore(const Hf2McoreOptions& options);
+
+}  // namespace g4::convert

@@ -1,0 +1,224 @@
+#include "convert/mcore2hf.h"
+
+#include <atomic>
+#include <cmath>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "convert/conversion_plan.h"
+#include "convert/element_copy.h"
+#include "convert/mcore_checkpoint.h"
+#include "gemma4/config.h"
+#include "runtime/output_dir.h"
+#include "runtime/safetensors_set.h"
+#include "runtime/safetensors_writer.h"
+#include "runtime/thread_pool.h"
+
+namespace g4::convert {
+namespace fs = std::filesystem;
+
+namespace {
+
+bool is_tower_key(const std::string& key) {
+  for (std::string_view p : mappings::kTowerPrefixes)
+    if (key.starts_with(p)) return true;
+  return false;
+}
+
+// Keys a Megatron checkpoint may hold besides the model: skipped, never read.
+bool is_training_state(const std::string& key) {
+  return key.starts_with("optimizer.") || key.starts_with("rng_state") || key.starts_with("rerun_state_machine") ||
+         key.starts_with("common_state") || key.find("_extra_state") != std::string::npos;
+}
+
+// Slabs in use, shared between the fills of the HF tensors that read the same parameter (q, k and v read
+// one linear_qkv) and dropped when the last of them is done.
+class SlabCache {
+ public:
+  SlabCache(const McoreCheckpoint& ckpt, const ConversionPlan& plan, std::vector<int> consumers)
+      : ckpt_(ckpt), plan_(plan), consumers_(std::move(consumers)) {}
+
+  Result<std::shared_ptr<const Slab>> get(int param) {
+    {
+      std::lock_guard lock(mutex_);
+      if (auto it = slabs_.find(param); it != slabs_.end()) return it->second;
+    }
+    const MegatronParam& p = plan_.params[param];
+    G4_ASSIGN_OR_RETURN(std::shared_ptr<const Slab> slab, ckpt_.read_slab(p.slot.key, p.slot.index, p.shape));
+    std::lock_guard lock(mutex_);
+    return slabs_.try_emplace(param, slab).first->second;
+  }
+  void done(int param) {
+    std::lock_guard lock(mutex_);
+    if (--consumers_[param] <= 0) slabs_.erase(param);
+  }
+
+ private:
+  const McoreCheckpoint& ckpt_;
+  const ConversionPlan& plan_;
+  std::mutex mutex_;
+  std::vector<int> consumers_;
+  std::map<int, std::shared_ptr<const Slab>> slabs_;
+};
+
+// Compares the V slot rows of a K=V layer with its K rows (pitfalls.md P9): equal after import, they drift
+// only if training updated the slot that Megatron-Bridge's forward ignores.
+std::optional<std::string> v_drift(const ConversionPlan& plan, const HfSlot& slot, const HfGather& g, const Slab& slab) {
+  const MegatronParam& p = plan.params[g.canonical[0].param];
+  const size_t es = dtype_size(slab.dtype), row = static_cast<size_t>(row_elems(p.shape)) * es;
+  uint64_t differing = 0, total = 0;
+  double max_abs = 0;
+  for (const HfGather::Ref& dup : g.duplicates) {
+    for (const HfGather::Ref& c : g.canonical) {
+      const int64_t lo = std::max(dup.src_row, c.src_row), hi = std::min(dup.src_row + dup.rows, c.src_row + c.rows);
+      if (lo >= hi) continue;
+      const std::byte* v = slab.bytes.data() + static_cast<size_t>(dup.dst_row + lo - dup.src_row) * row;
+      const std::byte* k = slab.bytes.data() + static_cast<size_t>(c.dst_row + lo - c.src_row) * row;
+      const size_t n = static_cast<size_t>(hi - lo) * row / es;
+      total += n;
+      if (std::memcmp(v, k, n * es) == 0) continue;
+      std::vector<float> fv(n), fk(n);
+      if (!dtype_converts_to_f32(slab.dtype)) return std::nullopt;
+      to_f32(slab.dtype, v, fv.data(), n);
+      to_f32(slab.dtype, k, fk.data(), n);
+      for (size_t i = 0; i < n; ++i)
+        if (std::memcmp(&fv[i], &fk[i], sizeof(float)) != 0) ++differing, max_abs = std::max(max_abs, static_cast<double>(std::fabs(fv[i] - fk[i])));
+    }
+  }
+  if (differing == 0) return std::nullopt;
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%s: the V slot of %s differs from K in %llu of %llu values (max |dV-K| %.4g); exported K, as HF has no v_proj on K=V layers",
+                slot.name.c_str(), p.name.c_str(), static_cast<unsigned long long>(differing), static_cast<unsigned long long>(total), max_abs);
+  return std::string(buf);
+}
+
+}  // namespace
+
+Result<ConvertSummary> mcore2hf(const Mcore2HfOptions& options) {
+  G4_ASSIGN_OR_RETURN(std::unique_ptr<McoreCheckpoint> ckpt, McoreCheckpoint::open(options.mcore));
+  const std::string where = ckpt->iteration_dir().string();
+
+  // Config: the reference's, else the complete one hf2mcore stored.
+  std::optional<SafetensorsSet> reference;
+  fs::path config_path = ckpt->iteration_dir() / kHfConfigFile;
+  if (options.reference_hf) {
+    config_path = *options.reference_hf / "config.json";
+    G4_ASSIGN_OR_RETURN(SafetensorsSet ref, SafetensorsSet::open_dir(*options.reference_hf));
+    reference = std::move(ref);
+  } else if (!fs::exists(config_path)) {
+    return Status::not_found(where + ": no " + std::string(kHfConfigFile) +
+                             " (not written by g4convert); pass --reference-hf DIR with the original config.json");
+  }
+  G4_ASSIGN_OR_RETURN(gemma4::ModelConfig config, gemma4::load_config(config_path.string()));
+
+  for (const auto& [key, entry] : ckpt->metadata().tensors)
+    if (key.find("pffl_weight") != std::string::npos)
+      return Status::not_supported(where + ": '" + key + "' marks a Megatron-Bridge checkpoint from before 2026-07-09 with fused router and "
+                                   "shared-expert weights (megatron-bridge-layout.md §2); it cannot be exported losslessly");
+
+  std::vector<std::pair<std::string, Shape>> towers;
+  if (config.form == gemma4::ModelForm::kConditional)
+    for (const auto& [key, entry] : ckpt->metadata().tensors)
+      if (is_tower_key(key)) towers.push_back({"model." + key, entry.shape});
+  G4_ASSIGN_OR_RETURN(ConversionPlan plan, build_plan(config, towers));
+  G4_RETURN_IF_ERROR(check_contract(plan));
+  const std::vector<HfGather> gathers = invert_plan(plan);
+
+  // Every parameter must be stored; anything else of the model in the checkpoint is reported.
+  std::set<std::string> mapped_keys;
+  for (const MegatronParam& p : plan.params) {
+    if (!ckpt->find(p.slot.key)) return Status::not_found(where + ": tensor '" + p.slot.key + "' (" + p.name + ") is missing");
+    mapped_keys.insert(p.slot.key);
+  }
+  ConvertSummary summary;
+  for (const auto& [key, entry] : ckpt->metadata().tensors)
+    if (!mapped_keys.count(key) && !is_training_state(key))
+      summary.warnings.push_back("'" + key + "' is not part of the Gemma 4 mapping and was not exported");
+
+  // Which HF tensors to write: the required ones; optional ones (KV-shared K/V/k_norm) only to match a
+  // reference that has them.
+  std::vector<size_t> emit;
+  for (size_t s = 0; s < plan.hf.size(); ++s) {
+    if (gathers[s].canonical.empty()) continue;
+    if (plan.hf[s].optional && !(reference && reference->find(plan.hf[s].name))) continue;
+    emit.push_back(s);
+  }
+  std::vector<TensorSpec> specs;
+  std::vector<int> consumers(plan.params.size(), 0);
+  for (size_t s : emit) {
+    const dcp::TensorEntry* e = ckpt->find(plan.params[gathers[s].canonical[0].param].slot.key);
+    specs.push_back({plan.hf[s].name, converted_dtype(e->dtype, options.dtype), plan.hf[s].shape});
+    std::set<int> params;
+    for (const HfGather::Ref& r : gathers[s].canonical) params.insert(r.param);
+    for (int p : params) ++consumers[p];
+  }
+
+  SlabCache cache(*ckpt, plan, consumers);
+  std::vector<std::unique_ptr<std::atomic<uint64_t>>> written(emit.size());
+  for (auto& w : written) w = std::make_unique<std::atomic<uint64_t>>(0);
+  std::mutex warn_mutex;
+  TensorFill fill = [&](size_t i, uint64_t offset, std::span<std::byte> out) -> Status {
+    const size_t s = emit[i];
+    const HfSlot& slot = plan.hf[s];
+    const HfGather& g = gathers[s];
+    const DType to = specs[i].dtype;
+    const uint64_t to_es = dtype_size(to), row_bytes = static_cast<uint64_t>(row_elems(slot.shape)) * to_es;
+    const uint64_t end = offset + out.size();
+    for (const HfGather::Ref& r : g.canonical) {
+      const uint64_t r0 = static_cast<uint64_t>(r.src_row) * row_bytes, r1 = r0 + static_cast<uint64_t>(r.rows) * row_bytes;
+      if (r1 <= offset || r0 >= end) continue;
+      G4_ASSIGN_OR_RETURN(std::shared_ptr<const Slab> slab, cache.get(r.param));
+      const uint64_t b0 = std::max(offset, r0), b1 = std::min(end, r1);
+      const uint64_t from_es = dtype_size(slab->dtype);
+      const uint64_t first = static_cast<uint64_t>(r.dst_row) * row_elems(slot.shape) + (b0 - r0) / to_es;
+      std::span<const std::byte> src = slab->bytes.subspan(first * from_es, (b1 - b0) / to_es * from_es);
+      G4_RETURN_IF_ERROR(copy_elements(src, slab->dtype, out.subspan(b0 - offset, b1 - b0), to).with_context(slot.name));
+    }
+    if (written[i]->fetch_add(out.size()) + out.size() == specs[i].nbytes()) {
+      if (!g.duplicates.empty()) {
+        G4_ASSIGN_OR_RETURN(std::shared_ptr<const Slab> slab, cache.get(g.canonical[0].param));
+        if (auto warning = v_drift(plan, slot, g, *slab)) {
+          std::lock_guard lock(warn_mutex);
+          summary.warnings.push_back(*warning);
+        }
+      }
+      std::set<int> params;
+      for (const HfGather::Ref& r : g.canonical) params.insert(r.param);
+      for (int p : params) cache.done(p);
+    }
+    return {};
+  };
+
+  G4_ASSIGN_OR_RETURN(OutputDir out, OutputDir::create(options.out, options.force));
+  const unsigned threads = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
+  ThreadPool pool(threads);
+  SafetensorsWriteOptions write_options;
+  write_options.max_shard_bytes = options.max_shard_bytes;
+  write_options.pool = &pool;
+  uint64_t total = 0;
+  for (const TensorSpec& s : specs) total += s.nbytes();
+  if (options.progress.update)
+    write_options.on_progress = [&](uint64_t bytes, size_t n) { options.progress.update(bytes, total, n, specs.size()); };
+  G4_RETURN_IF_ERROR(write_safetensors_checkpoint(out.temp_path(), specs, fill, write_options));
+
+  gemma4::ModelConfig written_config = config;
+  if (!specs.empty()) {
+    const DType d = specs.front().dtype;
+    written_config.dtype = d == DType::kF32 ? "float32" : d == DType::kF16 ? "float16" : "bfloat16";
+  }
+  G4_RETURN_IF_ERROR(write_file_synced(out.file("config.json"), gemma4::to_hf_json(written_config).dump(2) + "\n"));
+  if (options.reference_hf) G4_RETURN_IF_ERROR(copy_hf_assets(*options.reference_hf, out.temp_path()));
+  G4_RETURN_IF_ERROR(copy_hf_assets(ckpt->iteration_dir() / kTokenizerDir, out.temp_path()));
+  G4_RETURN_IF_ERROR(out.commit());
+
+  summary.family = std::string(plan.table->family);
+  summary.form = std::string(gemma4::form_name(config.form));
+  summary.source_tensors = ckpt->metadata().tensors.size();
+  summary.target_tensors = specs.size();
+  summary.bytes = total;
+  summary.iteration_dir = ckpt->iteration_dir();
+  return summary;
+}
+
+}  // namespace g4::convert

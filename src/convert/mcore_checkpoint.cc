@@ -1,0 +1,125 @@
+#include "convert/mcore_checkpoint.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "runtime/text_file.h"
+
+namespace g4::convert {
+namespace fs = std::filesystem;
+
+Result<fs::path> resolve_iteration_dir(const fs::path& path) {
+  std::error_code ec;
+  if (fs::exists(path / ".metadata", ec)) return path;
+  if (!fs::is_directory(path, ec)) return Status::not_found(path.string() + ": not a directory");
+  if (fs::exists(path / "latest_checkpointed_iteration.txt", ec)) {
+    G4_ASSIGN_OR_RETURN(std::string text, read_text_file(path / "latest_checkpointed_iteration.txt", 64));
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+    if (text == "release") return path / "release";
+    char name[32];
+    char* end = nullptr;
+    const long long n = std::strtoll(text.c_str(), &end, 10);
+    if (text.empty() || *end != '\0' || n < 0)
+      return Status::corruption((path / "latest_checkpointed_iteration.txt").string() + ": expected an iteration or 'release', got '" + text + "'");
+    std::snprintf(name, sizeof name, "iter_%07lld", n);
+    return path / name;
+  }
+  std::string best;
+  for (const auto& entry : fs::directory_iterator(path, ec))
+    if (entry.is_directory() && entry.path().filename().string().starts_with("iter_") && entry.path().filename().string() > best)
+      best = entry.path().filename().string();
+  if (best.empty()) return Status::not_found(path.string() + ": no .metadata, tracker file or iter_* directory (not a torch_dist checkpoint)");
+  return path / best;
+}
+
+Result<std::unique_ptr<McoreCheckpoint>> McoreCheckpoint::open(const fs::path& path) {
+  G4_ASSIGN_OR_RETURN(fs::path iter, resolve_iteration_dir(path));
+  std::error_code ec;
+  if (!fs::exists(iter / ".metadata", ec)) return Status::not_found(iter.string() + ": no .metadata (not a torch_dist iteration directory)");
+  auto ckpt = std::unique_ptr<McoreCheckpoint>(new McoreCheckpoint());
+  ckpt->iter_ = iter;
+  G4_ASSIGN_OR_RETURN(ckpt->metadata_, dcp::read_metadata(iter));
+  for (const auto& [key, entry] : ckpt->metadata_.tensors)
+    for (const dcp::TensorChunk& c : entry.chunks)
+      if (!ckpt->maps_.count(c.where.relative_path)) {
+        G4_ASSIGN_OR_RETURN(MappedFile m, MappedFile::open(iter / c.where.relative_path));
+        ckpt->maps_.emplace(c.where.relative_path, std::move(m));
+      }
+  return ckpt;
+}
+
+const dcp::TensorEntry* McoreCheckpoint::find(const std::string& key) const {
+  auto it = metadata_.tensors.find(key);
+  return it == metadata_.tensors.end() ? nullptr : &it->second;
+}
+
+Result<std::shared_ptr<const Slab>> McoreCheckpoint::read_slab(const std::string& key, const std::vector<int64_t>& index,
+                                                               const Shape& shape) const {
+  const std::string where = iter_.string() + ": '" + key + "'";
+  const dcp::TensorEntry* entry = find(key);
+  if (!entry) return Status::not_found(where + " is missing");
+  Shape global(index.size(), 0);
+  for (size_t d = 0; d < index.size(); ++d) global[d] = entry->shape.size() > d ? entry->shape[d] : -1;
+  global.insert(global.end(), shape.begin(), shape.end());
+  if (entry->shape != global || [&] {
+        for (size_t d = 0; d < index.size(); ++d)
+          if (index[d] >= entry->shape[d]) return true;
+        return false;
+      }())
+    return Status::invalid_argument(where + " has shape " + shape_to_string(entry->shape) + ", the config implies " +
+                                    shape_to_string(global) + " with this layer at " + shape_to_string(index));
+  std::vector<int64_t> box_off = index, box_size(index.size(), 1);
+  for (int64_t d : shape) box_off.push_back(0), box_size.push_back(d);
+  auto slab = std::make_shared<Slab>();
+  slab->dtype = entry->dtype;
+  const size_t es = dtype_size(entry->dtype);
+  for (const dcp::TensorChunk& c : entry->chunks) {
+    if (c.offsets == box_off && c.sizes == box_size) {  // the common case: a view, no copy
+      G4_ASSIGN_OR_RETURN(torch::TensorView v, dcp::read_chunk(iter_, c, maps_, key));
+      if (v.dtype != entry->dtype) return Status::corruption(where + ": blob dtype differs from .metadata");
+      slab->bytes = v.data;
+      return std::shared_ptr<const Slab>(std::move(slab));
+    }
+  }
+  // Any other chunking (TP splits of another writer): copy each chunk's intersection with the box.
+  if (box_off.empty()) return Status::corruption(where + ": no chunk holds this scalar");
+  const uint64_t numel = checked_numel(box_size).value_or(0);
+  slab->owned.assign(numel * es, std::byte{0});
+  uint64_t covered = 0;
+  const size_t rank = box_off.size();
+  for (const dcp::TensorChunk& c : entry->chunks) {
+    std::vector<int64_t> lo(rank), hi(rank);
+    bool empty = false;
+    for (size_t d = 0; d < rank; ++d) {
+      lo[d] = std::max(box_off[d], c.offsets[d]);
+      hi[d] = std::min(box_off[d] + box_size[d], c.offsets[d] + c.sizes[d]);
+      empty |= lo[d] >= hi[d];
+    }
+    if (empty) continue;
+    G4_ASSIGN_OR_RETURN(torch::TensorView v, dcp::read_chunk(iter_, c, maps_, key));
+    if (v.dtype != entry->dtype) return Status::corruption(where + ": blob dtype differs from .metadata");
+    // Walk the intersection one innermost run at a time.
+    const int64_t run = hi[rank - 1] - lo[rank - 1];
+    std::vector<int64_t> pos = lo;
+    while (true) {
+      uint64_t src = 0, dst = 0;
+      for (size_t d = 0; d < rank; ++d) {
+        src = src * static_cast<uint64_t>(c.sizes[d]) + static_cast<uint64_t>(pos[d] - c.offsets[d]);
+        dst = dst * static_cast<uint64_t>(box_size[d]) + static_cast<uint64_t>(pos[d] - box_off[d]);
+      }
+      std::memcpy(slab->owned.data() + dst * es, v.data.data() + src * es, static_cast<size_t>(run) * es);
+      covered += static_cast<uint64_t>(run);
+      int d = static_cast<int>(rank) - 2;  // odometer over every dim but the innermost
+      for (; d >= 0; --d) {
+        if (++pos[d] < hi[d]) break;
+        pos[d] = lo[d];
+      }
+      if (d < 0) break;
+    }
+  }
+  if (covered != numel) return Status::corruption(where + ": the chunks do not cover layer " + shape_to_string(index) + " exactly");
+  slab->bytes = slab->owned;
+  return std::shared_ptr<const Slab>(std::move(slab));
+}
+
+}  // namespace g4::convert

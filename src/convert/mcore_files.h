@@ -1,0 +1,38 @@
+// The files around the DCP data of a Megatron-Bridge torch_dist checkpoint (megatron-checkpoint-format.md
+// §1, megatron-bridge-layout.md §4.1): the tracker, iteration directory, metadata.json, common.pt, train
+// state and run_config.yaml, laid out the way Megatron-Bridge's save_megatron_model writes them; plus our
+// hf_config.json (the complete HF config, so mcore2hf needs no reference) and tokenizer/ assets.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "convert/conversion_plan.h"
+#include "gemma4/config.h"
+
+namespace g4::convert {
+
+enum class IterationLayout : uint8_t {
+  kBridge,   // iter_0000000/, tracker "0", latest_train_state.pt: what Megatron-Bridge's importer writes
+  kRelease,  // release/, tracker "release": what Megatron-LM's load_checkpoint loads without --finetune
+};
+
+std::string iteration_dir_name(IterationLayout layout);  // "iter_0000000" or "release"
+inline constexpr const char* kHfConfigFile = "hf_config.json";
+inline constexpr const char* kTokenizerDir = "tokenizer";
+
+// Writes everything except the DCP files. `root` is the checkpoint root (temp dir of the output),
+// `iter` its iteration directory, which must exist.
+Status write_megatron_side_files(const std::filesystem::path& root, const std::filesystem::path& iter,
+                                 const gemma4::ModelConfig& config, const ConversionPlan& plan, IterationLayout layout,
+                                 DType params_dtype);
+
+// run_config.yaml text: a ConfigContainer whose model section targets the provider Megatron-Bridge would
+// build for this config, with the fields its Gemma 4 providers read (§3).
+std::string run_config_yaml(const gemma4::ModelConfig& config, DType params_dtype);
+
+// The small non-weight files of an HF checkpoint (tokenizer, generation, processor, chat template):
+// copied to `to`, which is created when there is anything to copy.
+Status copy_hf_assets(const std::filesystem::path& from, const std::filesystem::path& to);
+
+}  // namespace g4::convert
