@@ -201,6 +201,7 @@ std::string run_config_yaml(const gemma4::ModelConfig& config, DType params_dtyp
 
 Status copy_hf_assets(const fs::path& from, const fs::path& to) {
   std::error_code ec;
+  if (!fs::is_directory(from, ec)) return {};  // nothing to copy (e.g. a checkpoint Megatron wrote without assets)
   for (const auto& entry : fs::directory_iterator(from, ec)) {
     if (!entry.is_regular_file() || !is_asset(entry.path())) continue;
     fs::create_directories(to, ec);

