@@ -20,7 +20,7 @@ std::optional<DType> parse_dtype_option(const std::string& text) {
 void add_hf2mcore_command(CLI::App& app, const GlobalOptions& global, int& exit_code) {
   struct Args {
     std::string hf, out, dtype = "keep";
-    bool force = false, release = false;
+    bool force = false, allow_non_finite = false, release = false;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("hf2mcore", "convert an HF Gemma 4 checkpoint to Megatron-Core torch_dist (Megatron-Bridge layout)");
@@ -30,6 +30,7 @@ void add_hf2mcore_command(CLI::App& app, const GlobalOptions& global, int& exit_
   cmd->add_flag("--release", args->release,
                 "write release/ with tracker 'release' (Megatron-LM load_checkpoint) instead of iter_0000000/ (Megatron-Bridge)");
   cmd->add_flag("--force", args->force, "replace an existing output directory");
+  cmd->add_flag("--allow-non-finite", args->allow_non_finite, "convert tensors holding NaN or Inf instead of refusing them");
   cmd->callback([args, &global, &exit_code] {
     convert::Hf2McoreOptions o;
     o.hf = args->hf;
@@ -37,6 +38,7 @@ void add_hf2mcore_command(CLI::App& app, const GlobalOptions& global, int& exit_
     o.threads = global.threads;
     o.dtype = parse_dtype_option(args->dtype);
     o.force = args->force;
+    o.allow_non_finite = args->allow_non_finite;
     o.layout = args->release ? convert::IterationLayout::kRelease : convert::IterationLayout::kBridge;
     const auto start = std::chrono::steady_clock::now();
     Result<convert::ConvertSummary> summary = [&] {

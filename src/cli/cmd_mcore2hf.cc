@@ -15,7 +15,7 @@ namespace g4::cli {
 void add_mcore2hf_command(CLI::App& app, const GlobalOptions& global, int& exit_code) {
   struct Args {
     std::string mcore, out, reference, max_shard = "5GB", dtype = "keep";
-    bool force = false;
+    bool force = false, allow_non_finite = false;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("mcore2hf", "convert a Megatron-Core torch_dist checkpoint (Megatron-Bridge layout) to HF safetensors");
@@ -26,6 +26,7 @@ void add_mcore2hf_command(CLI::App& app, const GlobalOptions& global, int& exit_
   cmd->add_option("--max-shard-size", args->max_shard, "shard size limit, e.g. 5GB (default), 500MB");
   cmd->add_option("--dtype", args->dtype, "keep (default, lossless), bf16 or fp32")->check(CLI::IsMember({"keep", "bf16", "fp32"}));
   cmd->add_flag("--force", args->force, "replace an existing output directory");
+  cmd->add_flag("--allow-non-finite", args->allow_non_finite, "convert tensors holding NaN or Inf instead of refusing them");
   cmd->callback([args, &global, &exit_code] {
     auto max_shard = parse_byte_size(args->max_shard);
     if (!max_shard.ok()) { exit_code = report_error("--max-shard-size: " + max_shard.status().message()); return; }
@@ -37,6 +38,7 @@ void add_mcore2hf_command(CLI::App& app, const GlobalOptions& global, int& exit_
     o.threads = global.threads;
     o.dtype = parse_dtype_option(args->dtype);
     o.force = args->force;
+    o.allow_non_finite = args->allow_non_finite;
     const auto start = std::chrono::steady_clock::now();
     Result<convert::ConvertSummary> summary = [&] {
       Progress progress("mcore2hf", !global.quiet && !global.json);

@@ -9,6 +9,7 @@
 #include "gemma4/config.h"
 #include "gemma4/hf_tensors.h"
 #include "runtime/dcp/dcp_writer.h"
+#include "runtime/finite_scan.h"
 #include "runtime/output_dir.h"
 #include "runtime/safetensors_set.h"
 #include "runtime/thread_pool.h"
@@ -24,8 +25,8 @@ constexpr uint64_t kMaxChunkBytes = 1ull << 30;  // split big unstacked tensors 
 class ParamGather {
  public:
   ParamGather(const ConversionPlan& plan, const MegatronParam& param, const SafetensorsSet& set,
-              const std::vector<const SafetensorsSet::Entry*>& entries, DType dtype)
-      : plan_(plan), param_(param), set_(set), entries_(entries), dtype_(dtype) {}
+              const std::vector<const SafetensorsSet::Entry*>& entries, DType dtype, bool check_finite)
+      : plan_(plan), param_(param), set_(set), entries_(entries), dtype_(dtype), check_finite_(check_finite) {}
 
   Status produce(int64_t first_row, uint64_t offset, std::span<std::byte> out) const {
     const uint64_t es = dtype_size(dtype_), row_bytes = static_cast<uint64_t>(row_elems(param_.shape)) * es;
@@ -47,6 +48,7 @@ class ParamGather {
       std::span<const std::byte> src = set_.data(e).subspan(first_elem * src_es, (b1 - b0) / es * src_es);
       G4_RETURN_IF_ERROR(copy_elements(src, e.info->dtype, part, dtype_).with_context(plan_.hf[piece.source].name));
       e.file->release_range(src);  // streamed once: drop the pages so RSS stays bounded
+      if (check_finite_) G4_RETURN_IF_ERROR(check_finite(part, dtype_, e.file->path() + ": tensor '" + plan_.hf[piece.source].name + "'"));
     }
     return {};
   }
@@ -57,7 +59,19 @@ class ParamGather {
   const SafetensorsSet& set_;
   const std::vector<const SafetensorsSet::Entry*>& entries_;
   DType dtype_;
+  bool check_finite_;
 };
+
+}  // namespace
+
+Status check_finite(std::span<const std::byte> bytes, DType dtype, const std::string& where) {
+  const NonFiniteCount bad = count_non_finite(dtype, bytes);
+  if (!bad.any()) return {};
+  return Status::invalid_argument(where + " holds " + std::to_string(bad.nan) + " NaN and " + std::to_string(bad.inf) +
+                                  " Inf values (pass --allow-non-finite to convert it anyway)");
+}
+
+namespace {
 
 Status check_source_tensor(const HfSlot& slot, const TensorInfo& info, const std::string& where) {
   if (info.shape != slot.shape)
@@ -126,7 +140,7 @@ Result<ConvertSummary> hf2mcore(const Hf2McoreOptions& options) {
   std::map<std::string, size_t> by_key;
   std::vector<ParamGather> gathers;
   gathers.reserve(plan.params.size());
-  for (size_t p = 0; p < plan.params.size(); ++p) gathers.emplace_back(plan, plan.params[p], set, entries, param_dtype[p]);
+  for (size_t p = 0; p < plan.params.size(); ++p) gathers.emplace_back(plan, plan.params[p], set, entries, param_dtype[p], !options.allow_non_finite);
   size_t chunk_count = 0;
   for (size_t p = 0; p < plan.params.size(); ++p) {
     const MegatronParam& param = plan.params[p];

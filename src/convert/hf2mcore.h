@@ -25,6 +25,7 @@ struct Hf2McoreOptions {
   unsigned threads = 0;
   std::optional<DType> dtype;  // unset: keep every tensor's dtype
   bool force = false;
+  bool allow_non_finite = false;  // else a NaN or Inf in any tensor is an error naming it
   IterationLayout layout = IterationLayout::kBridge;
   ConvertProgress progress;
 };
@@ -42,5 +43,8 @@ struct ConvertSummary {
 };
 
 Result<ConvertSummary> hf2mcore(const Hf2McoreOptions& options);
+
+// An error naming `where` when `bytes` (elements of `dtype`) hold a NaN or Inf.
+Status check_finite(std::span<const std::byte> bytes, DType dtype, const std::string& where);
 
 }  // namespace g4::convert

@@ -174,6 +174,8 @@ Result<ConvertSummary> mcore2hf(const Mcore2HfOptions& options) {
       const uint64_t first = static_cast<uint64_t>(r.dst_row) * row_elems(slot.shape) + (b0 - r0) / to_es;
       std::span<const std::byte> src = slab->bytes.subspan(first * from_es, (b1 - b0) / to_es * from_es);
       G4_RETURN_IF_ERROR(copy_elements(src, slab->dtype, out.subspan(b0 - offset, b1 - b0), to).with_context(slot.name));
+      if (!options.allow_non_finite)
+        G4_RETURN_IF_ERROR(check_finite(out.subspan(b0 - offset, b1 - b0), to, where + ": '" + plan.params[r.param].slot.key + "' (" + slot.name + ")"));
     }
     if (written[i]->fetch_add(out.size()) + out.size() == specs[i].nbytes()) {
       if (!g.duplicates.empty()) {

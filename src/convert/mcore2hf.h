@@ -19,6 +19,7 @@ struct Mcore2HfOptions {
   unsigned threads = 0;
   std::optional<DType> dtype;
   bool force = false;
+  bool allow_non_finite = false;
   ConvertProgress progress;
 };
 
