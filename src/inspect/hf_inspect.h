@@ -23,6 +23,7 @@ struct InspectProblem {
 };
 
 struct InspectReport {
+  std::string format = "hf";  // "hf" or "megatron"
   std::filesystem::path dir;
   gemma4::ModelConfig config;
   std::string variant;
@@ -36,6 +37,12 @@ struct InspectReport {
   std::map<std::string, size_t> dtypes;
   bool scanned = false;
   std::vector<InspectProblem> problems;
+  // Megatron torch_dist checkpoints only.
+  std::filesystem::path iteration_dir;
+  std::string written_by;      // "g4convert", "Megatron-Bridge" (run_config.yaml) or "Megatron"
+  std::string layer_keys;      // "stacked" or "per-layer"
+  size_t extra_state_objects = 0;
+  size_t chunks = 0;
 };
 
 struct InspectOptions {
@@ -44,6 +51,15 @@ struct InspectOptions {
 };
 
 Result<InspectReport> inspect_hf(const std::filesystem::path& dir, const InspectOptions& options);
+
+// A Megatron-Core torch_dist checkpoint (root or iteration directory) checked against its Gemma 4 config
+// (hf_config.json, or `config_path`): every mapped key present with the config's shape, chunks that tile each
+// tensor, the `_extra_state` objects Megatron-Bridge's loader requests, no fused pre-July weights, the V slot of
+// K=V layers equal to K, and with --scan no NaN/Inf.
+Result<InspectReport> inspect_mcore(const std::filesystem::path& dir, const InspectOptions& options,
+                                    const std::filesystem::path& config_path = {});
+// True when `dir` holds config.json (HF); false for anything else (checked as Megatron).
+bool is_hf_checkpoint(const std::filesystem::path& dir);
 
 nlohmann::json inspect_report_json(const InspectReport& report);
 std::string inspect_report_text(const InspectReport& report);

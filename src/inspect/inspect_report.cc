@@ -16,8 +16,8 @@ json inspect_report_json(const InspectReport& r) {
   for (const LayerSpec& s : t.layers) layers.push_back(layer_spec_json(s));
   json problems = json::array();
   for (const auto& p : r.problems) problems.push_back({{"kind", p.kind}, {"message", p.message}});
-  return {
-      {"format", "hf"},
+  json out = {
+      {"format", r.format},
       {"dir", r.dir.string()},
       {"form", form_name(r.config.form)},
       {"architecture", r.config.form == ModelForm::kCausal ? "Gemma4ForCausalLM" : "Gemma4ForConditionalGeneration"},
@@ -39,13 +39,27 @@ json inspect_report_json(const InspectReport& r) {
       {"problems", problems},
       {"ok", r.problems.empty()},
   };
+  if (r.format == "megatron") {
+    out["iteration_dir"] = r.iteration_dir.string();
+    out["written_by"] = r.written_by;
+    out["layer_keys"] = r.layer_keys;
+    out["extra_state_objects"] = r.extra_state_objects;
+    out["chunks"] = r.chunks;
+  }
+  return out;
 }
 
 std::string inspect_report_text(const InspectReport& r) {
   const TextConfig& t = r.config.text;
   std::ostringstream o;
   o << "checkpoint  " << r.dir.string() << "\n";
-  o << "format      HF safetensors, " << r.files << (r.files == 1 ? " file" : " files") << "\n";
+  if (r.format == "megatron") {
+    o << "format      Megatron-Core torch_dist, " << r.iteration_dir.filename().string() << ", written by " << r.written_by << ", "
+      << r.files << (r.files == 1 ? " .distcp file" : " .distcp files") << ", " << r.layer_keys << " layer keys, " << r.chunks
+      << " chunks, " << r.extra_state_objects << " _extra_state objects\n";
+  } else {
+    o << "format      HF safetensors, " << r.files << (r.files == 1 ? " file" : " files") << "\n";
+  }
   o << "form        " << form_name(r.config.form) << " ("
     << (r.config.form == ModelForm::kCausal ? "Gemma4ForCausalLM" : "Gemma4ForConditionalGeneration") << ", keys under "
     << r.config.text_prefix() << ")";

@@ -2,7 +2,9 @@
 
 #include <cmath>
 #include <functional>
+#include <set>
 
+#include "convert/hf2mcore.h"
 #include "gemma4/synth.h"
 #include "runtime/safetensors_set.h"
 #include "runtime/safetensors_writer.h"
@@ -205,6 +207,45 @@ TEST(SynthCli, WritesAnInspectableCheckpointAndRefusesToOverwrite) {
   EXPECT_NE(out.find("already exists (pass --force"), std::string::npos) << out;
   EXPECT_EQ(testing::run_g4convert("synth --preset tiny-e4b --out " + target + " --force --quiet", &out), 0) << out;
   EXPECT_TRUE(out.empty()) << out;
+}
+
+}  // namespace
+}  // namespace g4
+
+namespace g4 {
+namespace {
+
+TEST(InspectMcore, ConvertedTinyCheckpointsHaveNoProblemsAndAreRecognised) {
+  testing::ScratchDir dir;
+  for (const char* name : {"tiny-e2b", "tiny-26b-a4b"}) {
+    convert::Hf2McoreOptions o;
+    o.hf = testing::source_dir() / "testdata" / name;
+    o.out = dir / name;
+    ASSERT_OK(convert::hf2mcore(o));
+    EXPECT_FALSE(is_hf_checkpoint(dir / name));
+    auto r = inspect_mcore(dir / name, {true, nullptr});
+    ASSERT_OK(r);
+    EXPECT_EQ(r->format, "megatron");
+    EXPECT_EQ(r->written_by, "g4convert");
+    EXPECT_EQ(r->structure, std::string(name).substr(5));
+    EXPECT_TRUE(r->problems.empty()) << r->problems[0].message;
+    EXPECT_TRUE(r->scanned);
+    EXPECT_EQ(r->layer_keys, std::string(name) == "tiny-e2b" ? "per-layer" : "stacked");
+  }
+}
+
+TEST(InspectMcore, ReportsKeysAndShapesThatDisagreeWithTheConfig) {
+  testing::ScratchDir dir;
+  convert::Hf2McoreOptions o;
+  o.hf = testing::source_dir() / "testdata" / "tiny-e4b";
+  o.out = dir / "m";
+  ASSERT_OK(convert::hf2mcore(o));
+  auto r = inspect_mcore(dir / "m", {false, nullptr}, testing::source_dir() / "testdata" / "tiny-31b" / "config.json");
+  ASSERT_OK(r);
+  std::set<std::string> kinds;
+  for (const auto& p : r->problems) kinds.insert(p.kind);
+  EXPECT_TRUE(kinds.count("shape") || kinds.count("missing")) << r->problems.size();
+  EXPECT_TRUE(kinds.count("unexpected"));  // E4B's PLE tensors are not part of a 31B mapping
 }
 
 }  // namespace

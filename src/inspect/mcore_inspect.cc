@@ -1,0 +1,130 @@
+// inspect for Megatron-Core torch_dist checkpoints: the plan of the config's family says which keys, shapes
+// and `_extra_state` objects must be there; everything else is reported, collect-all style.
+#include <set>
+
+#include "convert/conversion_plan.h"
+#include "convert/mcore_checkpoint.h"
+#include "convert/mcore_files.h"
+#include "convert/v_slot_drift.h"
+#include "gemma4/presets.h"
+#include "inspect/hf_inspect.h"
+#include "runtime/dcp/dcp_writer.h"
+#include "runtime/finite_scan.h"
+
+namespace g4 {
+namespace fs = std::filesystem;
+using convert::ConversionPlan;
+using convert::McoreCheckpoint;
+
+namespace {
+
+bool is_training_state(const std::string& key) {
+  return key.starts_with("optimizer.") || key.starts_with("rng_state") || key.starts_with("rerun_state_machine") ||
+         key.starts_with("common_state");
+}
+
+void check_chunks(const dcp::TensorEntry& entry, InspectReport& r) {
+  std::vector<std::vector<int64_t>> offsets;
+  std::vector<Shape> sizes;
+  for (const auto& c : entry.chunks) offsets.push_back(c.offsets), sizes.push_back(c.sizes);
+  if (Status s = dcp::check_chunk_cover(entry.fqn, entry.shape, offsets, sizes); !s.ok()) r.problems.push_back({"index", s.message()});
+}
+
+}  // namespace
+
+bool is_hf_checkpoint(const fs::path& dir) { return fs::exists(dir / "config.json"); }
+
+Result<InspectReport> inspect_mcore(const fs::path& dir, const InspectOptions& options, const fs::path& config_path) {
+  G4_ASSIGN_OR_RETURN(std::unique_ptr<McoreCheckpoint> ckpt, McoreCheckpoint::open(dir));
+  InspectReport r;
+  r.format = "megatron";
+  r.dir = dir;
+  r.iteration_dir = ckpt->iteration_dir();
+  const fs::path iter = ckpt->iteration_dir();
+  r.written_by = fs::exists(iter / convert::kHfConfigFile) ? "g4convert" : fs::exists(iter / "run_config.yaml") ? "Megatron-Bridge" : "Megatron";
+  std::set<std::string> files;
+  for (const auto& [key, entry] : ckpt->metadata().tensors) {
+    for (const auto& c : entry.chunks) files.insert(c.where.relative_path);
+    r.chunks += entry.chunks.size();
+    if (is_training_state(key)) continue;
+    ++r.tensors;
+    r.bytes += checked_numel(entry.shape).value_or(0) * dtype_size(entry.dtype);
+    ++r.dtypes[std::string(dtype_name(entry.dtype))];
+    check_chunks(entry, r);
+  }
+  r.files = files.size();
+  for (const auto& [key, where] : ckpt->metadata().byte_items) r.extra_state_objects += key.find("_extra_state") != std::string::npos;
+  if (!fs::exists(iter / "metadata.json")) r.problems.push_back({"missing", "metadata.json is missing: MCore does not treat the directory as a distributed checkpoint"});
+  if (!fs::exists(iter / "common.pt") && !ckpt->metadata().byte_items.count("common_state/shard_0_1"))
+    r.problems.push_back({"missing", "neither common.pt nor the common_state object is present"});
+
+  const fs::path cfg = config_path.empty() ? iter / convert::kHfConfigFile : config_path;
+  if (!fs::exists(cfg)) {
+    r.problems.push_back({"config", "no " + std::string(convert::kHfConfigFile) + " next to the data: pass --config with the HF config.json to check the tensors"});
+    return r;
+  }
+  G4_ASSIGN_OR_RETURN(r.config, gemma4::load_config(cfg.string()));
+  r.structure = gemma4::structure_of(r.config.text);
+  r.variant = gemma4::identify_variant(r.config.text);
+
+  for (const auto& [key, entry] : ckpt->metadata().tensors)
+    if (key.find("pffl_weight") != std::string::npos)
+      r.problems.push_back({"fused", "'" + key + "': written by Megatron-Bridge before 2026-07-09 with the router and shared-expert pre-norm folded into the weights"});
+  std::vector<std::pair<std::string, Shape>> towers;
+  if (r.config.form == gemma4::ModelForm::kConditional)
+    for (const auto& [key, entry] : ckpt->metadata().tensors)
+      for (std::string_view p : mappings::kTowerPrefixes)
+        if (key.starts_with(p)) towers.push_back({"model." + key, entry.shape});
+  r.tower_tensors = towers.size();
+  G4_ASSIGN_OR_RETURN(ConversionPlan plan, convert::build_plan(r.config, towers));
+  r.layer_keys = plan.layer_keys == convert::LayerKeys::kPerLayer ? "per-layer" : "stacked";
+
+  std::set<std::string> mapped;
+  for (const auto& p : plan.params) {
+    const dcp::TensorEntry* e = ckpt->find(p.slot.key);
+    if (!e) {
+      if (mapped.insert(p.slot.key).second) r.problems.push_back({"missing", "'" + p.slot.key + "' (" + p.name + ") is missing"});
+      continue;
+    }
+    if (mapped.insert(p.slot.key).second) {
+      Shape global = p.slot.axes;
+      global.insert(global.end(), p.shape.begin(), p.shape.end());
+      if (e->shape != global)
+        r.problems.push_back({"shape", "'" + p.slot.key + "' has shape " + shape_to_string(e->shape) + ", the config implies " + shape_to_string(global)});
+    }
+  }
+  r.text_tensors = mapped.size() - towers.size();
+  for (const auto& [key, entry] : ckpt->metadata().tensors)
+    if (!mapped.count(key) && !is_training_state(key))
+      r.problems.push_back({"unexpected", "'" + key + "' is not part of the Gemma 4 mapping"});
+  const bool structurally_ok = r.problems.empty();
+  for (const auto& item : plan.extra_state)
+    if (!ckpt->metadata().byte_items.count(item.key))
+      r.problems.push_back({"extra-state", "'" + item.key + "' is missing: Megatron-Bridge's loader requests it (default strictness fails)"});
+
+  // The V slot of K=V layers, and with --scan every value.
+  const auto gathers = convert::invert_plan(plan);
+  for (size_t s = 0; s < plan.hf.size() && structurally_ok; ++s) {
+    if (gathers[s].duplicates.empty()) continue;
+    const auto& p = plan.params[gathers[s].canonical[0].param];
+    auto slab = ckpt->read_slab(p.slot.key, p.slot.index, p.shape);
+    if (!slab.ok()) { r.problems.push_back({"index", slab.status().message()}); continue; }
+    if (auto w = convert::v_slot_drift(plan, plan.hf[s], gathers[s], **slab)) r.problems.push_back({"v-drift", *w});
+  }
+  if (options.scan && structurally_ok) {
+    r.scanned = true;
+    std::set<std::pair<std::string, std::vector<int64_t>>> seen;
+    for (const auto& p : plan.params) {
+      if (!seen.insert({p.slot.key, p.slot.index}).second) continue;
+      auto slab = ckpt->read_slab(p.slot.key, p.slot.index, p.shape);
+      if (!slab.ok()) { r.problems.push_back({"index", slab.status().message()}); continue; }
+      const NonFiniteCount bad = count_non_finite((*slab)->dtype, (*slab)->bytes);
+      if (bad.any())
+        r.problems.push_back({"non-finite", "'" + p.slot.key + "' (" + p.name + ") holds " + std::to_string(bad.nan) + " NaN and " +
+                                                std::to_string(bad.inf) + " Inf values"});
+    }
+  }
+  return r;
+}
+
+}  // namespace g4
