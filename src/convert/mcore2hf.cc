@@ -142,8 +142,14 @@ Result<ConvertSummary> mcore2hf(const Mcore2HfOptions& options) {
       const uint64_t b0 = std::max(offset, r0), b1 = std::min(end, r1);
       const uint64_t from_es = dtype_size(slab->dtype);
       const uint64_t first = static_cast<uint64_t>(r.dst_row) * row_elems(slot.shape) + (b0 - r0) / to_es;
-      std::span<const std::byte> src = slab->bytes.subspan(first * from_es, (b1 - b0) / to_es * from_es);
-      G4_RETURN_IF_ERROR(copy_elements(src, slab->dtype, out.subspan(b0 - offset, b1 - b0), to).with_context(slot.name));
+      std::span<std::byte> dst = out.subspan(b0 - offset, b1 - b0);
+      G4_RETURN_IF_ERROR(slab->visit(first * from_es, first * from_es + (b1 - b0) / to_es * from_es,
+                                     [&](std::span<const std::byte> src, uint64_t at) -> Status {
+                                       G4_RETURN_IF_ERROR(copy_elements(src, slab->dtype, dst.subspan(at / from_es * to_es, src.size() / from_es * to_es), to)
+                                                              .with_context(slot.name));
+                                       ckpt->release(src);  // streamed once: keep RSS bounded
+                                       return Status();
+                                     }));
       if (!options.allow_non_finite)
         G4_RETURN_IF_ERROR(check_finite(out.subspan(b0 - offset, b1 - b0), to, where + ": '" + plan.params[r.param].slot.key + "' (" + slot.name + ")"));
     }

@@ -48,6 +48,23 @@ Result<std::unique_ptr<McoreCheckpoint>> McoreCheckpoint::open(const fs::path& p
   return ckpt;
 }
 
+void Slab::copy(uint64_t begin, std::span<std::byte> out) const {
+  (void)visit(begin, begin + out.size(), [&](std::span<const std::byte> src, uint64_t at) {
+    std::memcpy(out.data() + at, src.data(), src.size());
+    return Status();
+  });
+}
+
+void McoreCheckpoint::release(std::span<const std::byte> bytes) const {
+  for (const auto& [name, map] : maps_) {
+    const std::byte* base = map.bytes().data();
+    if (bytes.data() >= base && bytes.data() + bytes.size() <= base + map.size()) {
+      map.release(static_cast<size_t>(bytes.data() - base), bytes.size());
+      return;
+    }
+  }
+}
+
 const dcp::TensorEntry* McoreCheckpoint::find(const std::string& key) const {
   auto it = metadata_.tensors.find(key);
   return it == metadata_.tensors.end() ? nullptr : &it->second;
@@ -73,13 +90,38 @@ Result<std::shared_ptr<const Slab>> McoreCheckpoint::read_slab(const std::string
   auto slab = std::make_shared<Slab>();
   slab->dtype = entry->dtype;
   const size_t es = dtype_size(entry->dtype);
+  const size_t lead = index.size();
+  slab->size = checked_numel(box_size).value_or(0) * es;
+  // Zero-copy when every intersecting chunk spans the whole parameter except along its dim 0.
+  const uint64_t row_bytes = shape.empty() ? es : checked_numel(Shape(shape.begin() + 1, shape.end())).value_or(0) * es;
+  std::vector<const dcp::TensorChunk*> row_chunks;
+  bool rows_only = !shape.empty();
   for (const dcp::TensorChunk& c : entry->chunks) {
-    if (c.offsets == box_off && c.sizes == box_size) {  // the common case: a view, no copy
-      G4_ASSIGN_OR_RETURN(torch::TensorView v, dcp::read_chunk(iter_, c, maps_, key));
-      if (v.dtype != entry->dtype) return Status::corruption(where + ": blob dtype differs from .metadata");
-      slab->bytes = v.data;
-      return std::shared_ptr<const Slab>(std::move(slab));
+    bool intersects = true;
+    for (size_t d = 0; d < lead; ++d) intersects &= c.offsets[d] <= index[d] && index[d] < c.offsets[d] + c.sizes[d];
+    if (!intersects) continue;
+    bool ok = true;
+    for (size_t d = 0; d < lead; ++d) ok &= c.sizes[d] == 1;
+    for (size_t d = lead + 1; d < c.offsets.size(); ++d) ok &= c.offsets[d] == 0 && c.sizes[d] == entry->shape[d];
+    rows_only &= ok;
+    row_chunks.push_back(&c);
+  }
+  if (rows_only) {
+    std::sort(row_chunks.begin(), row_chunks.end(), [&](auto* a, auto* b) { return a->offsets[lead] < b->offsets[lead]; });
+    int64_t next = 0;
+    for (const dcp::TensorChunk* c : row_chunks) {
+      if (c->offsets[lead] != next) { rows_only = false; break; }
+      next += c->sizes[lead];
     }
+    rows_only &= next == shape[0];
+  }
+  if (rows_only) {
+    for (const dcp::TensorChunk* c : row_chunks) {
+      G4_ASSIGN_OR_RETURN(torch::TensorView v, dcp::read_chunk(iter_, *c, maps_, key));
+      if (v.dtype != entry->dtype) return Status::corruption(where + ": blob dtype differs from .metadata");
+      slab->parts.push_back({static_cast<uint64_t>(c->offsets[lead]) * row_bytes, v.data});
+    }
+    return std::shared_ptr<const Slab>(std::move(slab));
   }
   // Any other chunking (TP splits of another writer): copy each chunk's intersection with the box.
   if (box_off.empty()) return Status::corruption(where + ": no chunk holds this scalar");
@@ -118,7 +160,7 @@ Result<std::shared_ptr<const Slab>> McoreCheckpoint::read_slab(const std::string
     }
   }
   if (covered != numel) return Status::corruption(where + ": the chunks do not cover layer " + shape_to_string(index) + " exactly");
-  slab->bytes = slab->owned;
+  slab->parts = {{0, std::span<const std::byte>(slab->owned)}};
   return std::shared_ptr<const Slab>(std::move(slab));
 }
 

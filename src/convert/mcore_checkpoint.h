@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <algorithm>
 #include <span>
 #include <string>
 #include <vector>
@@ -21,12 +22,32 @@ namespace g4::convert {
 // ("release" or N), else the highest iter_* directory.
 Result<std::filesystem::path> resolve_iteration_dir(const std::filesystem::path& path);
 
-// One stored parameter's bytes: a view into a .distcp blob when one chunk holds exactly the slab (the
-// layout we and Megatron write at TP=1), else a buffer assembled from every chunk that intersects it.
+// One stored parameter's bytes, row-major, as row ranges: views into .distcp blobs when the chunks split the
+// parameter only along its dim 0 (one chunk per layer, per expert, or per TP rank of a column-parallel
+// weight: no copy), else one buffer assembled from every chunk that intersects it.
 struct Slab {
+  struct Part {
+    uint64_t begin = 0;  // byte offset of this part in the parameter
+    std::span<const std::byte> bytes;
+  };
   DType dtype = DType::kBF16;
-  std::span<const std::byte> bytes;
+  uint64_t size = 0;         // bytes of the whole parameter
+  std::vector<Part> parts;   // sorted, tiling [0, size)
   std::vector<std::byte> owned;
+
+  // Calls fn(src, offset_in_range) for the contiguous pieces of bytes [begin, end) of the parameter.
+  template <class Fn>
+  Status visit(uint64_t begin, uint64_t end, Fn&& fn) const {
+    for (const Part& p : parts) {
+      const uint64_t p0 = p.begin, p1 = p.begin + p.bytes.size();
+      if (p1 <= begin || p0 >= end) continue;
+      const uint64_t b0 = std::max(begin, p0), b1 = std::min(end, p1);
+      G4_RETURN_IF_ERROR(fn(p.bytes.subspan(b0 - p0, b1 - b0), b0 - begin));
+    }
+    return {};
+  }
+  // Copies bytes [begin, begin + out.size()) into `out`.
+  void copy(uint64_t begin, std::span<std::byte> out) const;
 };
 
 class McoreCheckpoint {
@@ -36,6 +57,8 @@ class McoreCheckpoint {
   const std::filesystem::path& iteration_dir() const { return iter_; }
   const dcp::Metadata& metadata() const { return metadata_; }
   const dcp::TensorEntry* find(const std::string& key) const;
+  // Drops the resident pages under `bytes` (a view into one of the mapped .distcp files) after streaming it.
+  void release(std::span<const std::byte> bytes) const;
 
   // The slab at `index` on the prepended axes of `key`, with `shape` (the parameter's own shape).
   // Thread-safe. Errors name the checkpoint and key (missing key, shape disagreeing with the config, holes).

@@ -18,9 +18,11 @@ std::optional<std::string> v_slot_drift(const ConversionPlan& plan, const HfSlot
     for (const HfGather::Ref& c : g.canonical) {
       const int64_t lo = std::max(dup.src_row, c.src_row), hi = std::min(dup.src_row + dup.rows, c.src_row + c.rows);
       if (lo >= hi) continue;
-      const std::byte* v = slab.bytes.data() + static_cast<size_t>(dup.dst_row + lo - dup.src_row) * row;
-      const std::byte* k = slab.bytes.data() + static_cast<size_t>(c.dst_row + lo - c.src_row) * row;
       const size_t n = static_cast<size_t>(hi - lo) * row / es;
+      std::vector<std::byte> vb(n * es), kb(n * es);
+      slab.copy(static_cast<uint64_t>(dup.dst_row + lo - dup.src_row) * row, vb);
+      slab.copy(static_cast<uint64_t>(c.dst_row + lo - c.src_row) * row, kb);
+      const std::byte *v = vb.data(), *k = kb.data();
       total += n;
       if (std::memcmp(v, k, n * es) == 0) continue;
       std::vector<float> fv(n), fk(n);

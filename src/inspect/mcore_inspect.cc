@@ -118,7 +118,13 @@ Result<InspectReport> inspect_mcore(const fs::path& dir, const InspectOptions& o
       if (!seen.insert({p.slot.key, p.slot.index}).second) continue;
       auto slab = ckpt->read_slab(p.slot.key, p.slot.index, p.shape);
       if (!slab.ok()) { r.problems.push_back({"index", slab.status().message()}); continue; }
-      const NonFiniteCount bad = count_non_finite((*slab)->dtype, (*slab)->bytes);
+      NonFiniteCount bad;
+      for (const auto& part : (*slab)->parts) {
+        const NonFiniteCount c = count_non_finite((*slab)->dtype, part.bytes);
+        bad.nan += c.nan;
+        bad.inf += c.inf;
+        ckpt->release(part.bytes);
+      }
       if (bad.any())
         r.problems.push_back({"non-finite", "'" + p.slot.key + "' (" + p.name + ") holds " + std::to_string(bad.nan) + " NaN and " +
                                                 std::to_string(bad.inf) + " Inf values"});
