@@ -12,6 +12,7 @@
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "forward/hf_model.h"
+#include "forward/mcore_model.h"
 #include "runtime/safetensors_writer.h"
 #include "runtime/text_file.h"
 
@@ -72,22 +73,24 @@ json routing_json(const ForwardResult& r) {
   return {{"batch", r.batch}, {"seq", r.seq}, {"layers", layers}};
 }
 
-Result<ForwardInput> read_input(const std::string& input_path, const std::string& ids) {
+}  // namespace
+
+Result<ForwardInput> read_forward_input(const std::string& input_path, const std::string& ids) {
   if (!ids.empty()) return forward_input_from_ids(ids);
   G4_ASSIGN_OR_RETURN(std::string text, read_text_file(input_path, 256u << 20));
   return parse_forward_input(text, input_path);
 }
 
-}  // namespace
-
 void add_forward_command(CLI::App& app, const GlobalOptions& global, int& exit_code) {
   struct Args {
-    std::string hf, input, ids, dtype = "fp32", logits, hidden, routing, gemm = "blas";
+    std::string hf, mcore, input, ids, dtype = "fp32", logits, hidden, routing, gemm = "blas";
     int top = 5;
   };
   auto args = std::make_shared<Args>();
-  CLI::App* cmd = app.add_subcommand("forward", "run the reference forward (HF transformers' Gemma 4 semantics)");
-  cmd->add_option("--hf", args->hf, "HF checkpoint directory")->required();
+  CLI::App* cmd = app.add_subcommand("forward", "run the reference forward: HF transformers' semantics (--hf) or Megatron-Bridge's (--mcore)");
+  auto* hf = cmd->add_option("--hf", args->hf, "HF checkpoint directory (HF semantics)");
+  auto* mcore = cmd->add_option("--mcore", args->mcore, "Megatron torch_dist checkpoint (Megatron-Bridge semantics)");
+  hf->excludes(mcore);
   auto* input = cmd->add_option("--input", args->input, "JSON with input_ids [, attention_mask, mm_token_type_ids, position_ids]");
   auto* ids = cmd->add_option("--ids", args->ids, "comma-separated token ids (one row)");
   input->excludes(ids);
@@ -100,10 +103,21 @@ void add_forward_command(CLI::App& app, const GlobalOptions& global, int& exit_c
   cmd->add_option("--gemm", args->gemm, "blas (default) or loops: the CPU GEMM, for benchmarks")->check(CLI::IsMember({"blas", "loops"}));
   cmd->callback([args, &global, &exit_code] {
     if (args->input.empty() && args->ids.empty()) { exit_code = report_error("forward needs --input or --ids"); return; }
-    auto in = read_input(args->input, args->ids);
+    if (args->hf.empty() == args->mcore.empty()) { exit_code = report_error("forward needs --hf or --mcore"); return; }
+    auto in = read_forward_input(args->input, args->ids);
     if (!in.ok()) { exit_code = report_error(in.status().message()); return; }
-    auto weights = HfWeights::open(args->hf);
-    if (!weights.ok()) { exit_code = report_error(weights.status().message()); return; }
+    std::optional<HfWeights> hf_weights;
+    std::optional<McoreWeights> mcore_weights;
+    if (!args->hf.empty()) {
+      auto w = HfWeights::open(args->hf);
+      if (!w.ok()) { exit_code = report_error(w.status().message()); return; }
+      hf_weights = std::move(*w);
+    } else {
+      auto w = McoreWeights::open(args->mcore);
+      if (!w.ok()) { exit_code = report_error(w.status().message()); return; }
+      mcore_weights = std::move(*w);
+    }
+    const std::string source = args->hf.empty() ? args->mcore : args->hf;
     auto backend = make_cpu_backend(args->gemm == "blas");
     ForwardOptions o;
     o.mode = args->dtype == "bf16" ? ComputeMode::kBF16 : ComputeMode::kF32;
@@ -114,9 +128,9 @@ void add_forward_command(CLI::App& app, const GlobalOptions& global, int& exit_c
     Result<ForwardResult> r = [&] {
       Progress progress("forward", !global.quiet && !global.json);
       o.on_layer = [&](int done, int total) { progress.update(0, 0, static_cast<size_t>(done), static_cast<size_t>(total)); };
-      return hf_forward(*weights, *in, o);
+      return hf_weights ? hf_forward(*hf_weights, *in, o) : mcore_forward(*mcore_weights, *in, o);
     }();
-    if (!r.ok()) { exit_code = report_error(args->hf + ": " + r.status().message()); return; }
+    if (!r.ok()) { exit_code = report_error(source + ": " + r.status().message()); return; }
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
     if (!args->logits.empty()) {

@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "forward/forward_input.h"
 #include "runtime/dtype.h"
 
 namespace g4::cli {
@@ -24,6 +25,11 @@ void add_forward_command(CLI::App& app, const GlobalOptions& global, int& exit_c
 void add_hf2mcore_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
 void add_mcore2hf_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
 void add_roundtrip_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
+
+void add_verify_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
+
+// forward's and verify's input: --ids "2,17,…" (one row) or an input.json.
+Result<forward::ForwardInput> read_forward_input(const std::string& input_path, const std::string& ids);
 
 // --dtype keep|bf16|fp32 of the converters: nullopt keeps every tensor's dtype.
 std::optional<DType> parse_dtype_option(const std::string& text);

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   g4::cli::add_hf2mcore_command(app, global, exit_code);
   g4::cli::add_mcore2hf_command(app, global, exit_code);
   g4::cli::add_roundtrip_command(app, global, exit_code);
+  g4::cli::add_verify_command(app, global, exit_code);
   g4::cli::add_presets_command(app, global, exit_code);
   g4::cli::add_version_command(app, exit_code);
   try {

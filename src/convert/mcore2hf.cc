@@ -143,13 +143,12 @@ Result<ConvertSummary> mcore2hf(const Mcore2HfOptions& options) {
       const uint64_t from_es = dtype_size(slab->dtype);
       const uint64_t first = static_cast<uint64_t>(r.dst_row) * row_elems(slot.shape) + (b0 - r0) / to_es;
       std::span<std::byte> dst = out.subspan(b0 - offset, b1 - b0);
-      G4_RETURN_IF_ERROR(slab->visit(first * from_es, first * from_es + (b1 - b0) / to_es * from_es,
-                                     [&](std::span<const std::byte> src, uint64_t at) -> Status {
-                                       G4_RETURN_IF_ERROR(copy_elements(src, slab->dtype, dst.subspan(at / from_es * to_es, src.size() / from_es * to_es), to)
-                                                              .with_context(slot.name));
-                                       ckpt->release(src);  // streamed once: keep RSS bounded
-                                       return Status();
-                                     }));
+      auto copy_part = [&](std::span<const std::byte> src, uint64_t at) -> Status {
+        Status copied = copy_elements(src, slab->dtype, dst.subspan(at / from_es * to_es, src.size() / from_es * to_es), to);
+        ckpt->release(src);  // streamed once: keep RSS bounded
+        return copied.with_context(slot.name);
+      };
+      G4_RETURN_IF_ERROR(slab->visit(first * from_es, first * from_es + (b1 - b0) / to_es * from_es, copy_part));
       if (!options.allow_non_finite)
         G4_RETURN_IF_ERROR(check_finite(out.subspan(b0 - offset, b1 - b0), to, where + ": '" + plan.params[r.param].slot.key + "' (" + slot.name + ")"));
     }

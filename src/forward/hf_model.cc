@@ -3,8 +3,7 @@
 #include <cmath>
 #include <map>
 
-#include "forward/masks.h"
-#include "forward/rope.h"
+#include "forward/model_common.h"
 
 namespace g4::forward {
 namespace {
@@ -43,23 +42,6 @@ Status linear(Context& c, const Mat& x, const std::string& weight, Mat& out) {
   return {};
 }
 
-// Token ids the conditional model replaces by pad before embedding (Gemma4Model.forward): multimodal
-// placeholders, whose rows the tower features would overwrite.
-std::vector<int64_t> llm_input_ids(const gemma4::ModelConfig& config, const ForwardInput& in) {
-  std::vector<int64_t> ids = in.input_ids;
-  if (config.form != gemma4::ModelForm::kConditional) return ids;
-  auto field = [&](const char* key, int64_t fallback) {
-    const auto& wf = config.wrapper_fields;
-    return wf.contains(key) && wf[key].is_number_integer() ? wf[key].get<int64_t>() : fallback;
-  };
-  const int64_t image = field("image_token_id", 258880), video = field("video_token_id", 258884),
-                audio = field("audio_token_id", 258881);
-  const int64_t pad = config.text.pad_token_id.is_number_integer() ? config.text.pad_token_id.get<int64_t>() : 0;
-  for (int64_t& id : ids)
-    if (id == image || id == video || id == audio) id = pad;
-  return ids;
-}
-
 // Gemma4TextScaledWordEmbedding: E[ids] · embed_scale, the scale cast to the weight dtype first.
 Result<Mat> embed_tokens(Context& c, const std::string& table, const std::vector<int64_t>& ids, int64_t width) {
   G4_ASSIGN_OR_RETURN(Mat h, c.w.rows(table, ids, c.p));
@@ -78,12 +60,6 @@ Result<Mat> per_layer_inputs(Context& c, const Mat& h0, const std::vector<int64_
   c.ops.add(proj, raw, c.p);
   c.ops.scale(proj, std::pow(2.0f, -0.5f), c.p);
   return proj;
-}
-
-Mat columns(const Mat& x, int64_t first, int64_t count) {
-  Mat out(x.rows, count);
-  for (int64_t t = 0; t < x.rows; ++t) std::copy(x.row(t) + first, x.row(t) + first + count, out.row(t));
-  return out;
 }
 
 // Gemma4TextAttention: q/k norms before RoPE, weightless v_norm, K=V from the raw k_proj output on full
@@ -129,7 +105,7 @@ Result<Mat> dense_mlp(Context& c, int l, const Mat& x) {
 }
 
 // Gemma4TextRouter on the raw residual r: weightless norm · scale · H^-0.5, logits, top-k routing.
-Result<Routing> router(Context& c, int l, const Mat& r) {
+Result<Routing> router(Context& c, int l, const Mat& r, LayerTrace* trace) {
   Mat n = r;
   c.ops.rms_norm(n, nullptr, c.cfg.hidden_size, eps(c), c.p);
   G4_ASSIGN_OR_RETURN(std::vector<float> scale, c.w.vector(L(l, "router.scale"), c.p));
@@ -138,6 +114,7 @@ Result<Routing> router(Context& c, int l, const Mat& r) {
   Mat logits;
   G4_RETURN_IF_ERROR(linear(c, n, L(l, "router.proj.weight"), logits));
   G4_ASSIGN_OR_RETURN(std::vector<float> per_expert, c.w.vector(L(l, "router.per_expert_scale"), c.p));
+  if (trace) trace->router_logits = logits;
   return c.ops.route(logits, *c.cfg.top_k_experts, per_expert);
 }
 
@@ -147,9 +124,7 @@ Result<Mat> experts(Context& c, int l, const Mat& x, const Routing& route) {
   Mat out(x.rows, H);
   for (int64_t e = 0; e < E; ++e) {
     std::vector<int64_t> tokens, slots;
-    for (int64_t t = 0; t < route.tokens; ++t)
-      for (int64_t k = 0; k < route.top_k; ++k)
-        if (route.experts[static_cast<size_t>(t * route.top_k + k)] == e) tokens.push_back(t), slots.push_back(k);
+    tokens_of_expert(route, e, tokens, slots);
     if (tokens.empty()) continue;  // unselected experts are never read
     Mat xe(static_cast<int64_t>(tokens.size()), H);
     for (size_t i = 0; i < tokens.size(); ++i) std::copy(x.row(tokens[i]), x.row(tokens[i]) + H, xe.row(static_cast<int64_t>(i)));
@@ -161,18 +136,13 @@ Result<Mat> experts(Context& c, int l, const Mat& x, const Routing& route) {
     G4_ASSIGN_OR_RETURN(Mat down_w, c.w.slice(L(l, "experts.down_proj"), e, c.p));
     Mat y;
     c.ops.linear(gate, down_w, y, c.p);
-    for (size_t i = 0; i < tokens.size(); ++i) {
-      const float weight = route.weights[static_cast<size_t>(tokens[i] * route.top_k + slots[i])];
-      float* dst = out.row(tokens[i]);
-      const float* src = y.row(static_cast<int64_t>(i));
-      for (int64_t h = 0; h < H; ++h) dst[h] = c.p.round(dst[h] + c.p.round(src[h] * weight));  // bf16 index_add_
-    }
+    add_expert_output(route, tokens, slots, y, out, c.p);
   }
   return out;
 }
 
 // The feed-forward half of a layer: dense MLP, plus the MoE block beside it (its three distinct inputs).
-Result<Mat> feed_forward(Context& c, const LayerSpec& s, const Mat& r, LayerRouting* routing) {
+Result<Mat> feed_forward(Context& c, const LayerSpec& s, const Mat& r, LayerRouting* routing, LayerTrace* trace) {
   const int l = s.index;
   const int64_t H = c.cfg.hidden_size;
   Mat m = r;
@@ -180,15 +150,18 @@ Result<Mat> feed_forward(Context& c, const LayerSpec& s, const Mat& r, LayerRout
   G4_ASSIGN_OR_RETURN(m, dense_mlp(c, l, m));
   if (s.has_moe) {
     G4_RETURN_IF_ERROR(norm(c, m, L(l, "post_feedforward_layernorm_1.weight"), H));
-    G4_ASSIGN_OR_RETURN(Routing route, router(c, l, r));  // the RAW residual (pitfalls.md P21)
+    if (trace) trace->mlp = m;
+    G4_ASSIGN_OR_RETURN(Routing route, router(c, l, r, trace));  // the RAW residual (pitfalls.md P21)
     Mat e = r;
     G4_RETURN_IF_ERROR(norm(c, e, L(l, "pre_feedforward_layernorm_2.weight"), H));
     G4_ASSIGN_OR_RETURN(e, experts(c, l, e, route));
     G4_RETURN_IF_ERROR(norm(c, e, L(l, "post_feedforward_layernorm_2.weight"), H));
+    if (trace) trace->experts = e;
     c.ops.add(m, e, c.p);
     if (routing) *routing = {l, std::move(route)};
   }
   G4_RETURN_IF_ERROR(norm(c, m, L(l, "post_feedforward_layernorm.weight"), H));  // on the sum for MoE
+  if (trace && !s.has_moe) trace->mlp = m;
   return m;
 }
 
@@ -206,20 +179,22 @@ Result<Mat> ple_block(Context& c, int l, const Mat& x, const Mat& ple) {
 }
 
 // Gemma4TextDecoderLayer.forward.
-Status decoder_layer(Context& c, const LayerSpec& s, Mat& x, const Mat& ple, LayerRouting* routing) {
+Status decoder_layer(Context& c, const LayerSpec& s, Mat& x, const Mat& ple, LayerRouting* routing, LayerTrace* trace) {
   const int l = s.index;
   const int64_t H = c.cfg.hidden_size;
   Mat a = x;
   G4_RETURN_IF_ERROR(norm(c, a, L(l, "input_layernorm.weight"), H));
   G4_ASSIGN_OR_RETURN(a, attention_block(c, s, a));
   G4_RETURN_IF_ERROR(norm(c, a, L(l, "post_attention_layernorm.weight"), H));
+  if (trace) trace->attention = a;
   c.ops.add(x, a, c.p);
 
-  G4_ASSIGN_OR_RETURN(Mat m, feed_forward(c, s, x, routing));
+  G4_ASSIGN_OR_RETURN(Mat m, feed_forward(c, s, x, routing, trace));
   c.ops.add(x, m, c.p);
 
   if (s.has_ple) {
     G4_ASSIGN_OR_RETURN(Mat p, ple_block(c, l, x, ple));
+    if (trace) trace->ple = p;
     c.ops.add(x, p, c.p);
   }
   G4_ASSIGN_OR_RETURN(std::vector<float> scalar, c.w.vector(L(l, "layer_scalar"), c.p));
@@ -245,17 +220,6 @@ Result<Mat> final_logits(Context& c, Mat h) {
   return logits;
 }
 
-Status check_supported(const gemma4::ModelConfig& config) {
-  const auto& t = config.text;
-  if (t.hidden_activation != "gelu_pytorch_tanh" && t.hidden_activation != "gelu_tanh")
-    return Status::not_supported("hidden_activation '" + t.hidden_activation + "': the forward implements gelu_pytorch_tanh");
-  if (t.use_bidirectional_attention == "all")
-    return Status::not_supported("use_bidirectional_attention 'all' (embedding models) is not supported by the forward");
-  if (!t.tie_word_embeddings) return Status::not_supported("untied lm_head: every Gemma 4 release ties it");
-  if (t.attention_bias) return Status::not_supported("attention_bias: no Gemma 4 release has attention biases");
-  return {};
-}
-
 }  // namespace
 
 Result<ForwardResult> hf_forward(const HfWeights& w, const ForwardInput& in, const ForwardOptions& o) {
@@ -265,19 +229,9 @@ Result<ForwardResult> hf_forward(const HfWeights& w, const ForwardInput& in, con
   Context c{w, cfg, *o.backend, Precision{o.mode}};
   c.T = in.batch * in.seq;
 
-  MaskInputs mi{in.batch, in.seq, in.attention_mask, {}};
-  const bool vision_groups_apply = w.config().form == gemma4::ModelForm::kConditional &&
-                                   cfg.use_bidirectional_attention == "vision" && !in.mm_token_type_ids.empty();
-  if (vision_groups_apply) mi.vision_group = vision_groups(in.mm_token_type_ids, in.batch, in.seq);
-  c.masks[LayerType::kFull] = full_attention_mask(mi);
-  c.masks[LayerType::kSliding] = sliding_attention_mask(mi, cfg.sliding_window);
-  for (const LayerSpec& s : cfg.layers) {
-    if (c.rope.count(s.type)) continue;
-    const auto& params = s.type == LayerType::kFull ? cfg.rope_full : cfg.rope_sliding;
-    Mat cos, sin;
-    rope_tables(rope_inv_freq(params, s.head_dim), in.position_ids, c.p, cos, sin);
-    c.rope[s.type] = {std::move(cos), std::move(sin)};
-  }
+  LayerGeometry geometry = layer_geometry(w.config(), in, c.p);
+  c.masks = std::move(geometry.masks);
+  c.rope = std::move(geometry.rope);
 
   ForwardResult r;
   r.batch = in.batch;
@@ -293,7 +247,9 @@ Result<ForwardResult> hf_forward(const HfWeights& w, const ForwardInput& in, con
   if (o.keep_hidden) r.hidden.push_back(x);
   for (const LayerSpec& s : cfg.layers) {
     LayerRouting routing;
-    Status st = decoder_layer(c, s, x, ple, s.has_moe ? &routing : nullptr);
+    LayerTrace* trace = nullptr;
+    if (o.trace) trace = &o.trace->emplace_back();
+    Status st = decoder_layer(c, s, x, ple, s.has_moe ? &routing : nullptr, trace);
     if (!st.ok()) return st.with_context("layer " + std::to_string(s.index));
     if (s.has_moe) r.routing.push_back(std::move(routing));
     if (o.keep_hidden) r.hidden.push_back(x);

@@ -13,11 +13,21 @@
 
 namespace g4::forward {
 
+// What each sub-block of a layer contributed, for verify's diagnosis (filled only when asked for).
+struct LayerTrace {
+  Mat attention;      // attention output after its post-norm (what is added to the residual)
+  Mat mlp;            // dense MLP, or the MoE model's shared expert, after its post-norm
+  Mat router_logits;  // [T, E] (MoE layers)
+  Mat experts;        // routed experts' output after their post-norm (MoE layers)
+  Mat ple;            // per-layer-embedding contribution (PLE layers)
+};
+
 struct ForwardOptions {
   ComputeMode mode = ComputeMode::kF32;
   Backend* backend = nullptr;        // required
   bool all_logits = false;           // logits at every position, not just each row's last real token
   bool keep_hidden = false;          // residual stream after the embedding and after every layer
+  std::vector<LayerTrace>* trace = nullptr;  // per-layer sub-block outputs, when set
   std::function<void(int layers_done, int layers_total)> on_layer;  // progress
 };
 

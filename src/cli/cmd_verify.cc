@@ -1,0 +1,66 @@
+// g4convert verify: the original HF checkpoint against a converted Megatron one, through both forwards.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "cli/progress.h"
+#include "forward/ops.h"
+#include "verify/verify.h"
+
+namespace g4::cli {
+
+// 16 tokens: long enough to cross the sliding window of the tiny models, all inside any Gemma 4 vocab.
+constexpr const char* kDefaultIds = "2,17,99,3,55,23,11,7,42,64,5,31,88,19,73,26";
+
+void add_verify_command(CLI::App& app, const GlobalOptions& global, int& exit_code) {
+  struct Args {
+    std::string hf, mcore, input, ids, dtype = "fp32", report, plot, config;
+    double layer_cosine = 0.99999, logits_cosine = 0.999, block_rel_err = -1;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand("verify", "compare the HF forward of the original with the Megatron forward of the conversion, layer by layer");
+  cmd->add_option("--hf", args->hf, "original HF checkpoint")->required();
+  cmd->add_option("--mcore", args->mcore, "converted Megatron torch_dist checkpoint")->required();
+  auto* input = cmd->add_option("--input", args->input, "input JSON (input_ids [, attention_mask, mm_token_type_ids, position_ids])");
+  auto* ids = cmd->add_option("--ids", args->ids, std::string("comma-separated token ids (default ") + kDefaultIds + ")");
+  input->excludes(ids);
+  cmd->add_option("--dtype", args->dtype, "fp32 (default) or bf16")->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--report", args->report, "write the full report as JSON");
+  cmd->add_option("--plot", args->plot, "write an SVG of per-layer cosine and relative error");
+  cmd->add_option("--config", args->config, "HF config.json for a Megatron checkpoint without hf_config.json");
+  cmd->add_option("--layer-cosine", args->layer_cosine, "fp32: minimum cosine of every residual and of the logits (0.99999)");
+  cmd->add_option("--logits-cosine", args->logits_cosine, "bf16: minimum logits cosine at each row's last real token (0.999)");
+  cmd->add_option("--block-rel-err", args->block_rel_err, "relative error above which a sub-block diverges (fp32 1e-4, bf16 1e-2)");
+  cmd->callback([args, &global, &exit_code] {
+    auto in = read_forward_input(args->input, args->input.empty() && args->ids.empty() ? kDefaultIds : args->ids);
+    if (!in.ok()) { exit_code = report_error(in.status().message()); return; }
+    auto hf = forward::HfWeights::open(args->hf);
+    if (!hf.ok()) { exit_code = report_error(hf.status().message()); return; }
+    auto mcore = forward::McoreWeights::open(args->mcore, args->config);
+    if (!mcore.ok()) { exit_code = report_error(mcore.status().message()); return; }
+    verify::VerifyOptions o;
+    o.mode = args->dtype == "bf16" ? forward::ComputeMode::kBF16 : forward::ComputeMode::kF32;
+    o.thresholds.layer_cosine = args->layer_cosine;
+    o.thresholds.logits_cosine = args->logits_cosine;
+    o.thresholds.block_rel_err = args->block_rel_err > 0 ? args->block_rel_err : (args->dtype == "bf16" ? 1e-2 : 1e-4);
+    auto backend = forward::make_cpu_backend(true);
+    auto report = verify::verify(*hf, *mcore, *in, *backend, o);
+    if (!report.ok()) { exit_code = report_error(report.status().message()); return; }
+    if (!args->report.empty()) {
+      std::ofstream out(args->report);
+      out << verify::report_json(*report).dump(2) << "\n";
+      if (!out) { exit_code = report_error(args->report + ": cannot write"); return; }
+    }
+    if (!args->plot.empty()) {
+      std::ofstream out(args->plot);
+      out << verify::report_svg(*report, args->hf + " vs " + args->mcore);
+      if (!out) { exit_code = report_error(args->plot + ": cannot write"); return; }
+    }
+    if (global.json) std::cout << verify::report_json(*report).dump(2) << "\n";
+    else if (!global.quiet) std::cout << verify::report_text(*report);
+    exit_code = report->passed ? 0 : 1;
+  });
+}
+
+}  // namespace g4::cli

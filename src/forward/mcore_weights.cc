@@ -1,0 +1,118 @@
+#include "forward/mcore_weights.h"
+
+#include <algorithm>
+
+#include "convert/mcore_files.h"
+
+namespace g4::forward {
+namespace fs = std::filesystem;
+
+Result<McoreWeights> McoreWeights::open(const fs::path& dir, const fs::path& config_path) {
+  McoreWeights w;
+  G4_ASSIGN_OR_RETURN(std::unique_ptr<convert::McoreCheckpoint> ckpt, convert::McoreCheckpoint::open(dir));
+  w.ckpt_ = std::move(ckpt);
+  const fs::path cfg = config_path.empty() ? w.ckpt_->iteration_dir() / convert::kHfConfigFile : config_path;
+  if (!fs::exists(cfg))
+    return Status::not_found(w.ckpt_->iteration_dir().string() + ": no " + std::string(convert::kHfConfigFile) + "; pass the HF config.json");
+  G4_ASSIGN_OR_RETURN(w.config_, gemma4::load_config(cfg.string()));
+  w.prefix_ = w.config_.form == gemma4::ModelForm::kConditional ? "language_model." : "";
+  return w;
+}
+
+Result<McoreWeights::Param> McoreWeights::param(const std::string& name) const {
+  static const std::string kLayers = "decoder.layers.", kAttention = "self_attention.";
+  const std::string where = ckpt_->iteration_dir().string();
+  if (!name.starts_with(kLayers)) {
+    const dcp::TensorEntry* e = ckpt_->find(prefix_ + name);
+    if (!e) return Status::not_found(where + ": '" + prefix_ + name + "' is missing");
+    G4_ASSIGN_OR_RETURN(auto slab, ckpt_->read_slab(e->fqn, {}, e->shape));
+    return Param{std::move(slab), e->shape, e->fqn};
+  }
+  // decoder.layers.<l>.<rest>: attention lives in per-type stacks ranked among layers of the same type.
+  const size_t dot = name.find('.', kLayers.size());
+  const int l = std::stoi(name.substr(kLayers.size(), dot - kLayers.size()));
+  std::string rest = name.substr(dot + 1);
+  const auto& layers = config_.text.layers;
+  if (l < 0 || l >= static_cast<int>(layers.size())) return Status::invalid_argument("no layer " + std::to_string(l));
+  int64_t rank = l;
+  if (rest.starts_with(kAttention)) {
+    const bool full = layers[l].type == gemma4::LayerType::kFull;
+    rest = (full ? "self_attention_global." : "self_attention_sliding.") + rest.substr(kAttention.size());
+    rank = std::count_if(layers.begin(), layers.begin() + l, [&](const gemma4::LayerSpec& s) { return s.type == layers[l].type; });
+  }
+  if (const dcp::TensorEntry* e = ckpt_->find(prefix_ + kLayers + std::to_string(l) + "." + rest)) {  // per-layer keys
+    G4_ASSIGN_OR_RETURN(auto slab, ckpt_->read_slab(e->fqn, {}, e->shape));
+    return Param{std::move(slab), e->shape, e->fqn};
+  }
+  const dcp::TensorEntry* e = ckpt_->find(prefix_ + kLayers + rest);
+  if (!e) return Status::not_found(where + ": no stored tensor for '" + prefix_ + name + "'");
+  if (e->shape.empty()) return Status::mismatch(where + ": '" + e->fqn + "' has no layer axis");
+  const Shape shape(e->shape.begin() + 1, e->shape.end());
+  G4_ASSIGN_OR_RETURN(auto slab, ckpt_->read_slab(e->fqn, {rank}, shape));
+  return Param{std::move(slab), shape, e->fqn};
+}
+
+void McoreWeights::convert(const Param& prm, uint64_t first, uint64_t count, float* out, const Precision& p) const {
+  const DType dtype = prm.slab->dtype;
+  const size_t es = dtype_size(dtype);
+  (void)prm.slab->visit(first * es, (first + count) * es, [&](std::span<const std::byte> src, uint64_t at) {
+    float* dst = out + at / es;
+    const size_t n = src.size() / es;
+    to_f32(dtype, src.data(), dst, n);
+    if (p.bf16())  // the model holds bf16 parameters, also when the checkpoint stores f32
+      for (size_t i = 0; i < n; ++i) dst[i] = round_to_bf16(dst[i]);
+    ckpt_->release(src);
+    return Status();
+  });
+}
+
+Result<Mat> McoreWeights::matrix(const std::string& name, const Precision& p) const {
+  G4_ASSIGN_OR_RETURN(Param prm, param(name));
+  if (prm.shape.size() != 2) return Status::mismatch("'" + prm.key + "' is not 2-D per layer: " + shape_to_string(prm.shape));
+  Mat m(prm.shape[0], prm.shape[1]);
+  convert(prm, 0, m.v.size(), m.v.data(), p);
+  return m;
+}
+
+Result<std::vector<float>> McoreWeights::vector(const std::string& name, const Precision& p) const {
+  G4_ASSIGN_OR_RETURN(Param prm, param(name));
+  std::vector<float> v(checked_numel(prm.shape).value_or(0));
+  convert(prm, 0, v.size(), v.data(), p);
+  return v;
+}
+
+Result<Mat> McoreWeights::slice(const std::string& name, int64_t e, const Precision& p) const {
+  G4_ASSIGN_OR_RETURN(Param prm, param(name));
+  if (prm.shape.size() != 3 || e < 0 || e >= prm.shape[0])
+    return Status::mismatch("'" + prm.key + "': no expert " + std::to_string(e) + " in " + shape_to_string(prm.shape));
+  Mat m(prm.shape[1], prm.shape[2]);
+  convert(prm, static_cast<uint64_t>(e) * m.v.size(), m.v.size(), m.v.data(), p);
+  return m;
+}
+
+Result<Mat> McoreWeights::rows(const std::string& name, const std::vector<int64_t>& ids, const Precision& p) const {
+  G4_ASSIGN_OR_RETURN(Param prm, param(name));
+  if (prm.shape.size() != 2) return Status::mismatch("'" + prm.key + "' is not 2-D");
+  Mat m(static_cast<int64_t>(ids.size()), prm.shape[1]);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= prm.shape[0])
+      return Status::invalid_argument("token id " + std::to_string(ids[i]) + " is outside '" + prm.key + "'");
+    convert(prm, static_cast<uint64_t>(ids[i] * prm.shape[1]), static_cast<uint64_t>(prm.shape[1]), m.row(static_cast<int64_t>(i)), p);
+  }
+  return m;
+}
+
+Status McoreWeights::for_each_row_block(const std::string& name, int64_t block_rows, const Precision& p,
+                                        const std::function<Status(int64_t, const Mat&)>& fn) const {
+  G4_ASSIGN_OR_RETURN(Param prm, param(name));
+  if (prm.shape.size() != 2) return Status::mismatch("'" + prm.key + "' is not 2-D");
+  for (int64_t first = 0; first < prm.shape[0]; first += block_rows) {
+    const int64_t n = std::min(block_rows, prm.shape[0] - first);
+    Mat block(n, prm.shape[1]);
+    convert(prm, static_cast<uint64_t>(first * prm.shape[1]), block.v.size(), block.v.data(), p);
+    G4_RETURN_IF_ERROR(fn(first, block));
+  }
+  return {};
+}
+
+}  // namespace g4::forward

@@ -1,0 +1,50 @@
+// Read access to a Megatron-Core torch_dist checkpoint's parameters for the Megatron-semantics forward, by
+// Megatron module name ("decoder.layers.3.self_attention.linear_qkv.weight"). Where a parameter is stored
+// (stacked layer axis, per-type attention stacks, or per-layer keys) is resolved here from the checkpoint's own
+// keys, independently of the converter's storage-layout code, so a layout bug there shows up as a divergence.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "convert/mcore_checkpoint.h"
+#include "forward/mat.h"
+#include "forward/precision.h"
+#include "gemma4/config.h"
+
+namespace g4::forward {
+
+class McoreWeights {
+ public:
+  // The config comes from `config_path`, else the checkpoint's hf_config.json.
+  static Result<McoreWeights> open(const std::filesystem::path& dir, const std::filesystem::path& config_path = {});
+
+  const gemma4::ModelConfig& config() const { return config_; }
+  const std::filesystem::path& iteration_dir() const { return ckpt_->iteration_dir(); }
+
+  Result<Mat> matrix(const std::string& name, const Precision& p) const;
+  Result<std::vector<float>> vector(const std::string& name, const Precision& p) const;
+  // Expert `e` of a per-layer expert stack [E, R, C] as [R, C].
+  Result<Mat> slice(const std::string& name, int64_t e, const Precision& p) const;
+  Result<Mat> rows(const std::string& name, const std::vector<int64_t>& ids, const Precision& p) const;
+  Status for_each_row_block(const std::string& name, int64_t block_rows, const Precision& p,
+                            const std::function<Status(int64_t first_row, const Mat& block)>& fn) const;
+
+ private:
+  struct Param {
+    std::shared_ptr<const convert::Slab> slab;
+    Shape shape;
+    std::string key;
+  };
+  Result<Param> param(const std::string& name) const;
+  void convert(const Param& param, uint64_t first, uint64_t count, float* out, const Precision& p) const;
+
+  gemma4::ModelConfig config_;
+  std::shared_ptr<convert::McoreCheckpoint> ckpt_;
+  std::string prefix_;  // "" or "language_model."
+};
+
+}  // namespace g4::forward
