@@ -16,7 +16,7 @@ constexpr const char* kDefaultIds = "2,17,99,3,55,23,11,7,42,64,5,31,88,19,73,26
 void add_verify_command(CLI::App& app, const GlobalOptions& global, int& exit_code) {
   struct Args {
     std::string hf, mcore, input, ids, dtype = "fp32", report, plot, config;
-    double layer_cosine = 0.99999, logits_cosine = 0.999, block_rel_err = -1;
+    double layer_cosine = 0.99999, logits_cosine = 0.999, block_rel_err = -1, growth = 10;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("verify", "compare the HF forward of the original with the Megatron forward of the conversion, layer by layer");
@@ -31,7 +31,8 @@ void add_verify_command(CLI::App& app, const GlobalOptions& global, int& exit_co
   cmd->add_option("--config", args->config, "HF config.json for a Megatron checkpoint without hf_config.json");
   cmd->add_option("--layer-cosine", args->layer_cosine, "fp32: minimum cosine of every residual and of the logits (0.99999)");
   cmd->add_option("--logits-cosine", args->logits_cosine, "bf16: minimum logits cosine at each row's last real token (0.999)");
-  cmd->add_option("--block-rel-err", args->block_rel_err, "relative error above which a sub-block diverges (fp32 1e-4, bf16 1e-2)");
+  cmd->add_option("--block-rel-err", args->block_rel_err, "relative error above which a sub-block diverges (fp32 1e-5, bf16 1e-2)");
+  cmd->add_option("--growth", args->growth, "... or above this factor times the error entering its layer (10)");
   cmd->callback([args, &global, &exit_code] {
     auto in = read_forward_input(args->input, args->input.empty() && args->ids.empty() ? kDefaultIds : args->ids);
     if (!in.ok()) { exit_code = report_error(in.status().message()); return; }
@@ -43,7 +44,8 @@ void add_verify_command(CLI::App& app, const GlobalOptions& global, int& exit_co
     o.mode = args->dtype == "bf16" ? forward::ComputeMode::kBF16 : forward::ComputeMode::kF32;
     o.thresholds.layer_cosine = args->layer_cosine;
     o.thresholds.logits_cosine = args->logits_cosine;
-    o.thresholds.block_rel_err = args->block_rel_err > 0 ? args->block_rel_err : (args->dtype == "bf16" ? 1e-2 : 1e-4);
+    o.thresholds.block_rel_err = args->block_rel_err > 0 ? args->block_rel_err : (args->dtype == "bf16" ? 1e-2 : 1e-5);
+    o.thresholds.growth = args->growth;
     auto backend = forward::make_cpu_backend(true);
     auto report = verify::verify(*hf, *mcore, *in, *backend, o);
     if (!report.ok()) { exit_code = report_error(report.status().message()); return; }

@@ -55,6 +55,15 @@ void Slab::copy(uint64_t begin, std::span<std::byte> out) const {
   });
 }
 
+std::optional<std::pair<fs::path, uint64_t>> McoreCheckpoint::locate(std::span<const std::byte> bytes) const {
+  for (const auto& [name, map] : maps_) {
+    const std::byte* base = map.bytes().data();
+    if (bytes.data() >= base && bytes.data() + bytes.size() <= base + map.size())
+      return std::make_pair(iter_ / name, static_cast<uint64_t>(bytes.data() - base));
+  }
+  return std::nullopt;
+}
+
 void McoreCheckpoint::release(std::span<const std::byte> bytes) const {
   for (const auto& [name, map] : maps_) {
     const std::byte* base = map.bytes().data();

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <algorithm>
 #include <span>
 #include <string>
@@ -57,6 +58,8 @@ class McoreCheckpoint {
   const std::filesystem::path& iteration_dir() const { return iter_; }
   const dcp::Metadata& metadata() const { return metadata_; }
   const dcp::TensorEntry* find(const std::string& key) const;
+  // The file and offset a view returned by read_slab lies at (for tools that patch a checkpoint in place).
+  std::optional<std::pair<std::filesystem::path, uint64_t>> locate(std::span<const std::byte> bytes) const;
   // Drops the resident pages under `bytes` (a view into one of the mapped .distcp files) after streaming it.
   void release(std::span<const std::byte> bytes) const;
 

@@ -48,7 +48,7 @@ json report_json(const VerifyReport& r) {
   return {{"passed", r.passed},
           {"mode", r.mode},
           {"thresholds", {{"layer_cosine", r.thresholds.layer_cosine}, {"logits_cosine", r.thresholds.logits_cosine},
-                          {"block_rel_err", r.thresholds.block_rel_err}}},
+                          {"block_rel_err", r.thresholds.block_rel_err}, {"growth", r.thresholds.growth}}},
           {"first_divergent_layer", r.first_divergent_layer ? json(*r.first_divergent_layer) : json(nullptr)},
           {"first_divergent_block", r.first_divergent_block.empty() ? json(nullptr) : json(r.first_divergent_block)},
           {"embedding", metrics_json(r.embedding)},

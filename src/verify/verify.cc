@@ -102,6 +102,7 @@ Result<VerifyReport> verify(const forward::HfWeights& hf, const forward::McoreWe
   };
   r.embedding = compare(a.hidden[0], b.hidden[0]);
   if (r.embedding.rel_err > block_thr) flag(-1, "embedding");
+  double entering = r.embedding.rel_err;  // relative error of the residual entering the next layer
 
   size_t moe_index = 0;
   for (const auto& s : cfg.layers) {
@@ -121,14 +122,16 @@ Result<VerifyReport> verify(const forward::HfWeights& hf, const forward::McoreWe
     }
     if (s.has_ple) lr.blocks.push_back({"ple", compare(ta.ple, tb.ple)});
     // In data-flow order, the first sub-block that differs; the scalar when only the residual does.
+    const double limit = std::max(block_thr, options.thresholds.growth * entering);
     for (const auto& [name, m] : lr.blocks) {
       const bool router_flip = name == "router" && lr.router_topk_agreement && *lr.router_topk_agreement < 1.0;
-      if (m.rel_err > block_thr || router_flip) {
+      if (m.rel_err > limit || router_flip) {
         lr.divergent_block = name;
         break;
       }
     }
-    if (lr.divergent_block.empty() && lr.residual.rel_err > block_thr) lr.divergent_block = "scalar";
+    if (lr.divergent_block.empty() && lr.residual.rel_err > limit) lr.divergent_block = "scalar";
+    entering = lr.residual.rel_err;
     if (!lr.divergent_block.empty()) flag(s.index, lr.divergent_block);
     if (options.mode == forward::ComputeMode::kF32 && lr.residual.cosine < options.thresholds.layer_cosine)
       r.failures.push_back("layer " + std::to_string(s.index) + " residual cosine " + std::to_string(lr.residual.cosine) + " < " +
@@ -142,7 +145,7 @@ Result<VerifyReport> verify(const forward::HfWeights& hf, const forward::McoreWe
     LogitsReport lr = compare_logits(a.logits.row(row), b.logits.row(row), V);
     lr.row = row;
     lr.position = a.last_real[static_cast<size_t>(row)];
-    logits_differ |= lr.metrics.rel_err > block_thr;
+    logits_differ |= lr.metrics.rel_err > std::max(block_thr, options.thresholds.growth * entering);
     const double thr = options.mode == forward::ComputeMode::kBF16 ? options.thresholds.logits_cosine : options.thresholds.layer_cosine;
     if (lr.metrics.cosine < thr)
       r.failures.push_back("row " + std::to_string(row) + " logits cosine " + std::to_string(lr.metrics.cosine) + " < " + std::to_string(thr));
