@@ -8,22 +8,40 @@
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "convert/roundtrip.h"
+#include "verify/verify.h"
 
 namespace g4::cli {
 
 void add_roundtrip_command(CLI::App& app, const GlobalOptions& global, int& exit_code) {
   struct Args {
-    std::string hf, keep;
+    std::string hf, keep, dtype = "fp32";
+    bool forward = false;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("roundtrip", "hf -> mcore -> hf in a scratch directory and compare every tensor byte for byte");
   cmd->add_option("--hf", args->hf, "HF checkpoint directory")->required();
   cmd->add_option("--keep", args->keep, "keep the intermediate checkpoints here (mcore/ and hf/)");
+  cmd->add_flag("--forward", args->forward, "also verify: the HF forward of the original against the Megatron forward of the conversion");
+  cmd->add_option("--dtype", args->dtype, "--forward's precision: fp32 (default) or bf16")->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->callback([args, &global, &exit_code] {
     convert::RoundtripOptions o;
     o.hf = args->hf;
     if (!args->keep.empty()) o.keep = args->keep;
     o.threads = global.threads;
+    std::optional<verify::VerifyReport> verified;
+    if (args->forward) {
+      o.inspect_intermediates = [&](const std::filesystem::path& mcore, const std::filesystem::path&) -> Status {
+        G4_ASSIGN_OR_RETURN(forward::HfWeights hf, forward::HfWeights::open(args->hf));
+        G4_ASSIGN_OR_RETURN(forward::McoreWeights mc, forward::McoreWeights::open(mcore));
+        G4_ASSIGN_OR_RETURN(forward::ForwardInput in, read_forward_input("", kDefaultVerifyIds));
+        verify::VerifyOptions vo;
+        vo.mode = args->dtype == "bf16" ? forward::ComputeMode::kBF16 : forward::ComputeMode::kF32;
+        vo.thresholds.block_rel_err = args->dtype == "bf16" ? 1e-2 : 1e-5;
+        auto backend = forward::make_cpu_backend(true);
+        G4_ASSIGN_OR_RETURN(verified, verify::verify(hf, mc, in, *backend, vo));
+        return Status();
+      };
+    }
     const auto start = std::chrono::steady_clock::now();
     Result<convert::RoundtripReport> report = [&] {
       Progress progress("roundtrip", !global.quiet && !global.json);
@@ -45,6 +63,7 @@ void add_roundtrip_command(CLI::App& app, const GlobalOptions& global, int& exit
                           {"tensor_differences", differences_json(report->tensor_differences)},
                           {"config_differences", differences_json(report->config_differences)}, {"seconds", seconds},
                           {"warnings", report->warnings}};
+      if (verified) j["verify"] = verify::report_json(*verified);
       std::cout << j.dump(2) << "\n";
     } else if (!global.quiet || !report->identical()) {
       if (!report->identical()) {
@@ -58,7 +77,8 @@ void add_roundtrip_command(CLI::App& app, const GlobalOptions& global, int& exit
                   report->identical() ? "bit-exact" : (std::to_string(report->tensor_differences.size() + report->config_differences.size()) + " differences").c_str(),
                   human_seconds(seconds).c_str());
     }
-    exit_code = report->identical() ? 0 : 1;
+    if (verified && !global.json && !global.quiet) std::cout << verify::report_text(*verified);
+    exit_code = report->identical() && (!verified || verified->passed) ? 0 : 1;
   });
 }
 

@@ -10,9 +10,6 @@
 
 namespace g4::cli {
 
-// 16 tokens: long enough to cross the sliding window of the tiny models, all inside any Gemma 4 vocab.
-constexpr const char* kDefaultIds = "2,17,99,3,55,23,11,7,42,64,5,31,88,19,73,26";
-
 void add_verify_command(CLI::App& app, const GlobalOptions& global, int& exit_code) {
   struct Args {
     std::string hf, mcore, input, ids, dtype = "fp32", report, plot, config;
@@ -23,7 +20,7 @@ void add_verify_command(CLI::App& app, const GlobalOptions& global, int& exit_co
   cmd->add_option("--hf", args->hf, "original HF checkpoint")->required();
   cmd->add_option("--mcore", args->mcore, "converted Megatron torch_dist checkpoint")->required();
   auto* input = cmd->add_option("--input", args->input, "input JSON (input_ids [, attention_mask, mm_token_type_ids, position_ids])");
-  auto* ids = cmd->add_option("--ids", args->ids, std::string("comma-separated token ids (default ") + kDefaultIds + ")");
+  auto* ids = cmd->add_option("--ids", args->ids, std::string("comma-separated token ids (default ") + kDefaultVerifyIds + ")");
   input->excludes(ids);
   cmd->add_option("--dtype", args->dtype, "fp32 (default) or bf16")->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_option("--report", args->report, "write the full report as JSON");
@@ -34,7 +31,7 @@ void add_verify_command(CLI::App& app, const GlobalOptions& global, int& exit_co
   cmd->add_option("--block-rel-err", args->block_rel_err, "relative error above which a sub-block diverges (fp32 1e-5, bf16 1e-2)");
   cmd->add_option("--growth", args->growth, "... or above this factor times the error entering its layer (10)");
   cmd->callback([args, &global, &exit_code] {
-    auto in = read_forward_input(args->input, args->input.empty() && args->ids.empty() ? kDefaultIds : args->ids);
+    auto in = read_forward_input(args->input, args->input.empty() && args->ids.empty() ? kDefaultVerifyIds : args->ids);
     if (!in.ok()) { exit_code = report_error(in.status().message()); return; }
     auto hf = forward::HfWeights::open(args->hf);
     if (!hf.ok()) { exit_code = report_error(hf.status().message()); return; }

@@ -28,6 +28,9 @@ void add_roundtrip_command(CLI::App& app, const GlobalOptions& global, int& exit
 
 void add_verify_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
 
+// verify's default input: 16 tokens, long enough to cross the tiny models' sliding window, inside any Gemma 4 vocab.
+inline constexpr const char* kDefaultVerifyIds = "2,17,99,3,55,23,11,7,42,64,5,31,88,19,73,26";
+
 // forward's and verify's input: --ids "2,17,…" (one row) or an input.json.
 Result<forward::ForwardInput> read_forward_input(const std::string& input_path, const std::string& ids);
 

@@ -134,6 +134,7 @@ Result<RoundtripReport> roundtrip(const RoundtripOptions& options) {
   report.warnings = report.to_mcore.warnings;
   report.warnings.insert(report.warnings.end(), report.to_hf.warnings.begin(), report.to_hf.warnings.end());
   G4_RETURN_IF_ERROR(compare_hf_checkpoints(options.hf, scratch / "hf", report));
+  if (options.inspect_intermediates) G4_RETURN_IF_ERROR(options.inspect_intermediates(scratch / "mcore", scratch / "hf"));
   return report;
 }
 

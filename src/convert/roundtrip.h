@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,6 +17,8 @@ struct RoundtripOptions {
   std::optional<std::filesystem::path> keep;  // keep the intermediate checkpoints here (mcore/, hf/)
   unsigned threads = 0;
   ConvertProgress progress;
+  // Called with the intermediate Megatron and HF directories before they are removed (roundtrip --forward).
+  std::function<Status(const std::filesystem::path& mcore, const std::filesystem::path& hf)> inspect_intermediates;
 };
 
 struct Difference {
