@@ -1,5 +1,6 @@
 // g4convert verify: the original HF checkpoint against a converted Megatron one, through both forwards.
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 
@@ -53,7 +54,10 @@ void add_verify_command(CLI::App& app, const GlobalOptions& global, int& exit_co
     }
     if (!args->plot.empty()) {
       std::ofstream out(args->plot);
-      out << verify::report_svg(*report, args->hf + " vs " + args->mcore);
+      auto name = [](const std::string& p) { return std::filesystem::path(p).lexically_normal().filename().string().empty()
+                                                          ? std::filesystem::path(p).lexically_normal().parent_path().filename().string()
+                                                          : std::filesystem::path(p).lexically_normal().filename().string(); };
+      out << verify::report_svg(*report, "verify " + name(args->hf) + " vs " + name(args->mcore));
       if (!out) { exit_code = report_error(args->plot + ": cannot write"); return; }
     }
     if (global.json) std::cout << verify::report_json(*report).dump(2) << "\n";

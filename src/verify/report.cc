@@ -101,10 +101,11 @@ std::string report_svg(const VerifyReport& r, const std::string& title) {
   s << "<text x=\"" << left << "\" y=\"22\" font-size=\"14\">" << escape(title) << " — " << (r.passed ? "PASS" : "FAIL") << " (" << r.mode
     << ")</text>\n";
   const double band = n <= 1 ? pw : pw / static_cast<double>(n - 1);
-  for (size_t i = 0; i < n; ++i)  // full-attention layers shaded
-    if (r.layers[i].type == "full")
-      s << "<rect x=\"" << x_of(i) - band / 2 << "\" y=\"" << top << "\" width=\"" << band << "\" height=\"" << ph
-        << "\" fill=\"#e8eefc\"/>\n";
+  for (size_t i = 0; i < n; ++i)  // full-attention layers shaded, clipped to the plot area
+    if (r.layers[i].type == "full") {
+      const double x0 = std::max<double>(left, x_of(i) - band / 2), x1 = std::min<double>(left + pw, x_of(i) + band / 2);
+      s << "<rect x=\"" << x0 << "\" y=\"" << top << "\" width=\"" << x1 - x0 << "\" height=\"" << ph << "\" fill=\"#e8eefc\"/>\n";
+    }
   for (int e = static_cast<int>(lo); e <= static_cast<int>(hi); e += 2) {
     const double y = y_of(std::pow(10.0, e));
     s << "<line x1=\"" << left << "\" x2=\"" << left + pw << "\" y1=\"" << y << "\" y2=\"" << y << "\" stroke=\"#ddd\"/>\n";
@@ -128,7 +129,7 @@ std::string report_svg(const VerifyReport& r, const std::string& title) {
   if (r.first_divergent_layer && *r.first_divergent_layer >= 0 && *r.first_divergent_layer < static_cast<int>(n)) {
     const double x = x_of(static_cast<size_t>(*r.first_divergent_layer));
     s << "<line x1=\"" << x << "\" x2=\"" << x << "\" y1=\"" << top << "\" y2=\"" << top + ph << "\" stroke=\"black\" stroke-width=\"2\"/>\n";
-    s << "<text x=\"" << x + 4 << "\" y=\"" << top + 14 << "\">" << escape(r.first_divergent_block) << "</text>\n";
+    s << "<text x=\"" << x + 6 << "\" y=\"" << top + ph - 8 << "\">first divergence: " << escape(r.first_divergent_block) << "</text>\n";
   }
   const int lx = left + pw + 12;
   s << "<circle cx=\"" << lx << "\" cy=\"" << top + 10 << "\" r=\"4\" fill=\"#1f77b4\"/><text x=\"" << lx + 10 << "\" y=\"" << top + 14
