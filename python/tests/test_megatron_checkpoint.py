@@ -264,7 +264,10 @@ FULL = [("e2b", 6), ("e4b", 8), ("26b-a4b", 2), ("31b", 2)]
 
 @pytest.mark.skipif(os.environ.get("G4_SKIP_FULL_SIZE") == "1", reason="G4_SKIP_FULL_SIZE=1")
 @pytest.mark.parametrize("preset,layers", FULL)
-def test_roundtrip_is_bit_exact_for_full_size_presets(tmp_path, preset, layers):
+def test_full_size_presets_roundtrip_bit_exact_and_verify_in_fp32_and_bf16(tmp_path, preset, layers):
     run_g4("synth", "--preset", preset, "--layers", layers, "--out", tmp_path / "hf", "-q")
-    report = run_g4_json("roundtrip", "--hf", tmp_path / "hf")
-    assert report["identical"], report
+    report = run_g4_json("roundtrip", "--hf", tmp_path / "hf", "--keep", tmp_path / "keep", "--forward")
+    assert report["identical"], report["tensor_differences"][:5]
+    assert report["verify"]["passed"] and report["verify"]["first_divergent_layer"] is None
+    bf16 = run_g4_json("verify", "--hf", tmp_path / "hf", "--mcore", tmp_path / "keep" / "mcore", "--dtype", "bf16")
+    assert bf16["passed"] and all(l["top1_agrees"] for l in bf16["logits"])
