@@ -9,10 +9,7 @@ layers=${2:-4}
 work=${3:-$(mktemp -d)}
 "$root/bin/build" --target g4convert
 g4="$root/build/g4convert"
-measure() {  # prints "seconds peak_rss_kib"
-  /usr/bin/time -f "%e %M" "$@" 2>&1 >/dev/null | tail -1
-}
-drop_cache() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
+source "$root/bench/common.sh"
 rm -rf "$work/hf" "$work/copy" "$work/mcore" "$work/back"
 "$g4" synth --preset "$preset" --layers "$layers" --out "$work/hf" --quiet
 bytes=$(du -sb "$work/hf" | cut -f1)
@@ -35,7 +32,6 @@ for f in glob.glob(sys.argv[1] + "/*.safetensors"):
 print(best)
 PY
 )
-ratio() { awk "BEGIN{ if ($2 > 0) printf \"%.2f\", $1/$2; else print \"n/a\" }"; }
 mb() { awk "BEGIN{printf \"%.0f\", $bytes/1e6/$1}"; }
 echo "checkpoint: $preset --layers $layers, $(awk "BEGIN{print $bytes/1e9}") GB, largest tensor $((largest / 1048576)) MiB, $(nproc) cores"
 printf "cp -r     %6.2fs  %6s MB/s\n" "$t_cp" "$(mb "$t_cp")"

@@ -9,10 +9,7 @@ layers=${2:-2}
 work=${3:-$(mktemp -d)}
 "$root/bin/build" --target g4convert
 g4="$root/build/g4convert"
-measure() {  # prints "seconds peak_rss_kib"
-  /usr/bin/time -f "%e %M" "$@" 2>&1 >/dev/null | tail -1
-}
-drop_cache() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
+source "$root/bench/common.sh"
 rm -rf "$work/synth" "$work/copy"
 read -r t_synth rss_synth < <(measure "$g4" synth --preset "$preset" --layers "$layers" --out "$work/synth" --quiet)
 bytes=$(du -sb "$work/synth" | cut -f1)
@@ -23,7 +20,6 @@ read -r t_scan rss_scan < <(measure "$g4" inspect "$work/synth" --scan --quiet)
 drop_cache
 read -r t_cat _ < <(measure sh -c "cat '$work'/synth/*.safetensors > /dev/null")
 gb=$(awk "BEGIN{print $bytes/1e9}")
-ratio() { awk "BEGIN{ if ($2 > 0) printf \"%.2f\", $1/$2; else print \"n/a\" }"; }
 echo "checkpoint: $preset --layers $layers, $gb GB, $(nproc) cores"
 printf "synth          %6.2fs  %7.0f MB/s  %sx cp throughput     peak RSS %d MiB\n" "$t_synth" "$(awk "BEGIN{print $bytes/1e6/$t_synth}")" "$(ratio "$t_cp" "$t_synth")" $((rss_synth / 1024))
 printf "cp             %6.2fs  %7.0f MB/s\n" "$t_cp" "$(awk "BEGIN{print $bytes/1e6/$t_cp}")"

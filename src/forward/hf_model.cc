@@ -11,7 +11,6 @@ namespace {
 using gemma4::LayerSpec;
 using gemma4::LayerType;
 
-constexpr int64_t kHeadBlockRows = 8192;  // vocab rows converted at a time for the tied head
 
 // Everything a layer needs besides its weights, built once per forward.
 struct Context {
@@ -28,39 +27,6 @@ struct Context {
 std::string L(int l, const char* rest) { return "layers." + std::to_string(l) + "." + rest; }
 
 float eps(const Context& c) { return static_cast<float>(c.cfg.rms_norm_eps); }
-
-Status norm(Context& c, Mat& x, const std::string& weight, int64_t dim) {
-  G4_ASSIGN_OR_RETURN(std::vector<float> w, c.w.vector(weight, c.p));
-  if (static_cast<int64_t>(w.size()) != dim) return Status::mismatch("'" + weight + "' has the wrong length");
-  c.ops.rms_norm(x, w.data(), dim, eps(c), c.p);
-  return {};
-}
-
-Status linear(Context& c, const Mat& x, const std::string& weight, Mat& out) {
-  G4_ASSIGN_OR_RETURN(Mat w, c.w.matrix(weight, c.p));
-  c.ops.linear(x, w, out, c.p);
-  return {};
-}
-
-// Gemma4TextScaledWordEmbedding: E[ids] · embed_scale, the scale cast to the weight dtype first.
-Result<Mat> embed_tokens(Context& c, const std::string& table, const std::vector<int64_t>& ids, int64_t width) {
-  G4_ASSIGN_OR_RETURN(Mat h, c.w.rows(table, ids, c.p));
-  c.ops.scale(h, c.p.round(std::sqrt(static_cast<float>(width))), c.p);
-  return h;
-}
-
-// get_per_layer_inputs + project_per_layer_inputs: [T, L·D], layer l reads columns [l·D, (l+1)·D).
-Result<Mat> per_layer_inputs(Context& c, const Mat& h0, const std::vector<int64_t>& ids) {
-  const int64_t D = c.cfg.hidden_size_per_layer_input;
-  G4_ASSIGN_OR_RETURN(Mat raw, embed_tokens(c, "embed_tokens_per_layer.weight", ids, D));
-  Mat proj;
-  G4_RETURN_IF_ERROR(linear(c, h0, "per_layer_model_projection.weight", proj));
-  c.ops.scale(proj, std::pow(static_cast<float>(c.cfg.hidden_size), -0.5f), c.p);
-  G4_RETURN_IF_ERROR(norm(c, proj, "per_layer_projection_norm.weight", D));  // one norm over each layer's D slice
-  c.ops.add(proj, raw, c.p);
-  c.ops.scale(proj, std::pow(2.0f, -0.5f), c.p);
-  return proj;
-}
 
 // Gemma4TextAttention: q/k norms before RoPE, weightless v_norm, K=V from the raw k_proj output on full
 // layers with attention_k_eq_v, K/V of the source layer on KV-shared layers, scale 1.0.
@@ -203,23 +169,6 @@ Status decoder_layer(Context& c, const LayerSpec& s, Mat& x, const Mat& ple, Lay
   return {};
 }
 
-// Final norm, tied head (streamed over vocab blocks), softcap once.
-Result<Mat> final_logits(Context& c, Mat h) {
-  G4_RETURN_IF_ERROR(norm(c, h, "norm.weight", c.cfg.hidden_size));
-  const int64_t V = c.cfg.vocab_size;
-  Mat logits(h.rows, V);
-  // An untied head would be lm_head.weight, outside the text prefix; every Gemma 4 release is tied.
-  Status s = c.w.for_each_row_block("embed_tokens.weight", kHeadBlockRows, c.p, [&](int64_t first, const Mat& block) {
-    Mat part;
-    c.ops.linear(h, block, part, c.p);
-    for (int64_t t = 0; t < h.rows; ++t) std::copy(part.row(t), part.row(t) + part.cols, logits.row(t) + first);
-    return Status();
-  });
-  G4_RETURN_IF_ERROR(s);
-  if (c.cfg.final_logit_softcapping) c.ops.softcap(logits, static_cast<float>(*c.cfg.final_logit_softcapping), c.p);
-  return logits;
-}
-
 }  // namespace
 
 Result<ForwardResult> hf_forward(const HfWeights& w, const ForwardInput& in, const ForwardOptions& o) {
@@ -236,32 +185,19 @@ Result<ForwardResult> hf_forward(const HfWeights& w, const ForwardInput& in, con
   ForwardResult r;
   r.batch = in.batch;
   r.seq = in.seq;
-  for (int64_t b = 0; b < in.batch; ++b) r.last_real.push_back(in.last_real(b));
 
   const std::vector<int64_t> ids = llm_input_ids(w.config(), in);
   G4_ASSIGN_OR_RETURN(Mat x, embed_tokens(c, "embed_tokens.weight", ids, cfg.hidden_size));
   Mat ple;
   if (cfg.has_ple()) {
-    G4_ASSIGN_OR_RETURN(ple, per_layer_inputs(c, x, ids));
+    G4_ASSIGN_OR_RETURN(ple, per_layer_inputs(c, x, ids, {"embed_tokens_per_layer.weight", "per_layer_model_projection.weight",
+                                                          "per_layer_projection_norm.weight"}));
   }
-  if (o.keep_hidden) r.hidden.push_back(x);
-  for (const LayerSpec& s : cfg.layers) {
-    LayerRouting routing;
-    LayerTrace* trace = nullptr;
-    if (o.trace) trace = &o.trace->emplace_back();
-    Status st = decoder_layer(c, s, x, ple, s.has_moe ? &routing : nullptr, trace);
-    if (!st.ok()) return st.with_context("layer " + std::to_string(s.index));
-    if (s.has_moe) r.routing.push_back(std::move(routing));
-    if (o.keep_hidden) r.hidden.push_back(x);
-    if (o.on_layer) o.on_layer(s.index + 1, static_cast<int>(cfg.layers.size()));
-  }
-  if (!o.all_logits) {
-    Mat last(in.batch, cfg.hidden_size);
-    for (int64_t b = 0; b < in.batch; ++b)
-      std::copy(x.row(b * in.seq + r.last_real[b]), x.row(b * in.seq + r.last_real[b]) + cfg.hidden_size, last.row(b));
-    x = std::move(last);
-  }
-  G4_ASSIGN_OR_RETURN(r.logits, final_logits(c, std::move(x)));
+  G4_RETURN_IF_ERROR(run_layers(cfg, in, o, x, r, [&](const LayerSpec& s, LayerRouting* routing, LayerTrace* trace) {
+    return decoder_layer(c, s, x, ple, routing, trace);
+  }));
+  // An untied head would be lm_head.weight, outside the text prefix; every Gemma 4 release is tied.
+  G4_ASSIGN_OR_RETURN(r.logits, tied_head(c, std::move(x), "norm.weight", "embed_tokens.weight"));
   return r;
 }
 

@@ -11,8 +11,6 @@ namespace {
 using gemma4::LayerSpec;
 using gemma4::LayerType;
 
-constexpr int64_t kHeadBlockRows = 8192;
-
 struct Context {
   const McoreWeights& w;
   const gemma4::TextConfig& cfg;
@@ -25,25 +23,6 @@ struct Context {
 };
 
 std::string M(int l, const char* rest) { return "decoder.layers." + std::to_string(l) + "." + rest; }
-
-Status norm(Context& c, Mat& x, const std::string& weight, int64_t dim) {
-  G4_ASSIGN_OR_RETURN(std::vector<float> w, c.w.vector(weight, c.p));
-  if (static_cast<int64_t>(w.size()) != dim) return Status::mismatch("'" + weight + "' has the wrong length");
-  c.ops.rms_norm(x, w.data(), dim, static_cast<float>(c.cfg.rms_norm_eps), c.p);
-  return {};
-}
-
-Status linear(Context& c, const Mat& x, const std::string& weight, Mat& out) {
-  G4_ASSIGN_OR_RETURN(Mat w, c.w.matrix(weight, c.p));
-  c.ops.linear(x, w, out, c.p);
-  return {};
-}
-
-Result<Mat> embed(Context& c, const std::string& table, const std::vector<int64_t>& ids, int64_t width) {
-  G4_ASSIGN_OR_RETURN(Mat h, c.w.rows(table, ids, c.p));
-  c.ops.scale(h, c.p.round(std::sqrt(static_cast<float>(width))), c.p);
-  return h;
-}
 
 // The fault "RoPE over the first dims": rotate the first 2·n_rot dims of each head as if they were the head.
 void rope_first_dims(Context& c, Mat& x, const LayerSpec& s, int64_t heads, const std::vector<int64_t>& positions) {
@@ -162,19 +141,6 @@ Result<Mat> moe_block(Context& c, const LayerSpec& s, const Mat& r, LayerRouting
   return shared;
 }
 
-// _compute_per_layer_inputs: per_layer_embedding · √D, per_layer_model_proj · H^-0.5, per_layer_proj_norm.
-Result<Mat> per_layer_inputs(Context& c, const Mat& h0, const std::vector<int64_t>& ids) {
-  const int64_t D = c.cfg.hidden_size_per_layer_input;
-  G4_ASSIGN_OR_RETURN(Mat raw, embed(c, "per_layer_embedding.weight", ids, D));
-  Mat proj;
-  G4_RETURN_IF_ERROR(linear(c, h0, "per_layer_model_proj.weight", proj));
-  c.ops.scale(proj, std::pow(static_cast<float>(c.cfg.hidden_size), -0.5f), c.p);
-  G4_RETURN_IF_ERROR(norm(c, proj, "per_layer_proj_norm.weight", D));
-  c.ops.add(proj, raw, c.p);
-  c.ops.scale(proj, std::pow(2.0f, -0.5f), c.p);
-  return proj;
-}
-
 Status layer(Context& c, const LayerSpec& s, Mat& x, const Mat& ple, const std::vector<int64_t>& positions,
              LayerRouting* routing, LayerTrace* trace) {
   const int l = s.index;
@@ -227,41 +193,18 @@ Result<ForwardResult> mcore_forward(const McoreWeights& w, const ForwardInput& i
   ForwardResult r;
   r.batch = in.batch;
   r.seq = in.seq;
-  for (int64_t b = 0; b < in.batch; ++b) r.last_real.push_back(in.last_real(b));
   const std::vector<int64_t> ids = llm_input_ids(w.config(), in);
-  G4_ASSIGN_OR_RETURN(Mat x, embed(c, "embedding.word_embeddings.weight", ids, cfg.hidden_size));
+  G4_ASSIGN_OR_RETURN(Mat x, embed_tokens(c, "embedding.word_embeddings.weight", ids, cfg.hidden_size));
   Mat ple;
-  if (cfg.has_ple()) {
-    G4_ASSIGN_OR_RETURN(ple, per_layer_inputs(c, x, ids));
+  if (cfg.has_ple()) {  // Megatron-Bridge's _compute_per_layer_inputs
+    G4_ASSIGN_OR_RETURN(ple, per_layer_inputs(c, x, ids, {"per_layer_embedding.weight", "per_layer_model_proj.weight", "per_layer_proj_norm.weight"}));
   }
-  if (o.keep_hidden) r.hidden.push_back(x);
-  for (const LayerSpec& s : cfg.layers) {
-    LayerRouting routing;
-    LayerTrace* trace = o.trace ? &o.trace->emplace_back() : nullptr;
-    Status st = layer(c, s, x, ple, in.position_ids, s.has_moe ? &routing : nullptr, trace);
-    if (!st.ok()) return st.with_context("layer " + std::to_string(s.index));
-    if (s.has_moe) r.routing.push_back(std::move(routing));
-    if (o.keep_hidden) r.hidden.push_back(x);
-    if (o.on_layer) o.on_layer(s.index + 1, static_cast<int>(cfg.layers.size()));
-  }
-  if (!o.all_logits) {
-    Mat last(in.batch, cfg.hidden_size);
-    for (int64_t b = 0; b < in.batch; ++b)
-      std::copy(x.row(b * in.seq + r.last_real[b]), x.row(b * in.seq + r.last_real[b]) + cfg.hidden_size, last.row(b));
-    x = std::move(last);
-  }
-  // Final norm, the tied output layer (embedding.word_embeddings), Gemma4OutputLayer's softcap.
-  G4_RETURN_IF_ERROR(norm(c, x, "decoder.final_layernorm.weight", cfg.hidden_size));
-  Mat logits(x.rows, cfg.vocab_size);
-  G4_RETURN_IF_ERROR(w.for_each_row_block("embedding.word_embeddings.weight", kHeadBlockRows, c.p, [&](int64_t first, const Mat& block) {
-    Mat part;
-    c.ops.linear(x, block, part, c.p);
-    for (int64_t t = 0; t < x.rows; ++t) std::copy(part.row(t), part.row(t) + part.cols, logits.row(t) + first);
-    return Status();
+  G4_RETURN_IF_ERROR(run_layers(cfg, in, o, x, r, [&](const LayerSpec& s, LayerRouting* routing, LayerTrace* trace) {
+    return layer(c, s, x, ple, in.position_ids, routing, trace);
   }));
-  if (cfg.final_logit_softcapping)
-    for (int k = 0; k < faults.softcap_times; ++k) c.ops.softcap(logits, static_cast<float>(*cfg.final_logit_softcapping), c.p);
-  r.logits = std::move(logits);
+  // Final norm, the tied output layer (embedding.word_embeddings), Gemma4OutputLayer's softcap.
+  G4_ASSIGN_OR_RETURN(r.logits, tied_head(c, std::move(x), "decoder.final_layernorm.weight", "embedding.word_embeddings.weight",
+                                          faults.softcap_times));
   return r;
 }
 
