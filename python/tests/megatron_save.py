@@ -1,5 +1,5 @@
 """Saves, with megatron-core's own dist_checkpointing.save, the Megatron-Bridge tensors of an HF checkpoint
-(bridge_reference.py), every layer split into two TP-style shards along dim 0 (QKV, fc1, norms) or dim 1
+(bridge_reference.py) and an optimizer moment, every layer split into two TP-style shards along dim 0 (QKV, fc1, norms) or dim 1
 (linear_proj, fc2): a checkpoint Megatron itself wrote, for mcore2hf to read back.
 
 Run as a script (megatron's saver starts worker processes that re-import __main__):
@@ -39,6 +39,10 @@ def main(src, out):
                         key, part.clone(), *lead, (axis + len(lead), r, 2), prepend_axis_num=len(lead))
             else:
                 sharded[f"{key}#{i}"] = ShardedTensor.from_rank_offsets(key, x.clone(), *lead, prepend_axis_num=len(lead))
+    # Training state a real Megatron checkpoint carries, which readers must skip: an optimizer moment.
+    first = next(iter(expected))
+    sharded["optimizer.state.exp_avg"] = ShardedTensor.from_rank_offsets(
+        "optimizer.state.exp_avg." + first, torch.zeros_like(expected[first], dtype=torch.float32))
     os.makedirs(out, exist_ok=True)
     dist_checkpointing.save(sharded, out, content_metadata={"singleton_local_shards": False})
     dist.destroy_process_group()

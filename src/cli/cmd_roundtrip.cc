@@ -1,6 +1,8 @@
 // g4convert roundtrip: hf -> mcore -> hf, then a byte-for-byte comparison. Exit 1 when anything differs.
 #include <chrono>
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
@@ -8,6 +10,7 @@
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "convert/roundtrip.h"
+#include "gemma4/presets.h"
 #include "verify/verify.h"
 
 namespace g4::cli {
@@ -71,13 +74,23 @@ void add_roundtrip_command(CLI::App& app, const GlobalOptions& global, int& exit
         for (const auto* list : {&report->tensor_differences, &report->config_differences})
           for (const auto& d : *list) std::printf("%-64s  %-28s  %s\n", d.item.c_str(), d.original.c_str(), d.roundtripped.c_str());
       }
-      std::printf("%s: %s %s, %zu tensors (%s) through %zu DCP tensors: %s, %s\n", args->hf.c_str(), report->to_mcore.family.c_str(),
-                  report->to_mcore.form.c_str(), report->tensors_compared, human_bytes(report->bytes_compared).c_str(),
-                  report->to_mcore.target_tensors,
-                  report->identical() ? "bit-exact" : (std::to_string(report->tensor_differences.size() + report->config_differences.size()) + " differences").c_str(),
-                  human_seconds(seconds).c_str());
+      auto config = gemma4::load_config((std::filesystem::path(args->hf) / "config.json").string());
+      const std::string variant = config.ok() ? gemma4::identify_variant(config->text) : std::string("?");
+      std::string line = args->hf + ": " + variant + " (" + report->to_mcore.family + ", " + report->to_mcore.form + "), " +
+                         std::to_string(report->tensors_compared) + " tensors, " + human_bytes(report->bytes_compared) + ", " +
+                         human_seconds(seconds) + ": " +
+                         (report->identical() ? std::string("bit-exact")
+                                              : std::to_string(report->tensor_differences.size() + report->config_differences.size()) + " differences");
+      if (verified) {
+        double max_abs = 0, cosine = 1;
+        for (const auto& l : verified->logits) max_abs = std::max(max_abs, l.metrics.max_abs), cosine = std::min(cosine, l.metrics.cosine);
+        char buf[160];
+        std::snprintf(buf, sizeof buf, "; verify %s: logits max|d| %.3g, cosine %.9f, %s", verified->mode.c_str(), max_abs, cosine,
+                      verified->passed ? "PASS" : ("FAIL at " + verified->first_divergent_block).c_str());
+        line += buf;
+      }
+      std::printf("%s\n", line.c_str());
     }
-    if (verified && !global.json && !global.quiet) std::cout << verify::report_text(*verified);
     exit_code = report->identical() && (!verified || verified->passed) ? 0 : 1;
   });
 }
