@@ -111,9 +111,10 @@ Result<ConvertSummary> hf2mcore(const Hf2McoreOptions& options) {
     if (entries[s] && !plan.hf[s].tower) G4_RETURN_IF_ERROR(check_source_tensor(plan.hf[s], *entries[s]->info, where));
   }
 
-  // Each parameter's dtype: its sources' (which must agree) or the requested one.
-  std::vector<DType> param_dtype(plan.params.size(), DType::kBF16);
-  std::optional<DType> model_dtype;
+  // Each parameter's dtype: its sources' (which must agree) or the requested one; a parameter made only of
+  // fills (zero K/V of a KV-shared layer) takes the model's: the word embedding's, every table's first rule.
+  const DType model_dtype = converted_dtype(entries[plan.params.front().pieces.front().source]->info->dtype, options.dtype);
+  std::vector<DType> param_dtype(plan.params.size(), model_dtype);
   for (size_t p = 0; p < plan.params.size(); ++p) {
     std::optional<DType> d;
     for (const Piece& piece : plan.params[p].pieces) {
@@ -124,15 +125,7 @@ Result<ConvertSummary> hf2mcore(const Hf2McoreOptions& options) {
                                         std::string(dtype_name(*d)) + ", " + std::string(dtype_name(s)) + "); pass --dtype");
       d = s;
     }
-    if (!d) d = model_dtype.value_or(options.dtype.value_or(DType::kBF16));  // all fill: follow the model
-    param_dtype[p] = converted_dtype(*d, options.dtype);
-    if (!plan.params[p].slot.key.starts_with("vision_tower.") && !model_dtype) model_dtype = param_dtype[p];
-  }
-  // A fill-only parameter (zero K/V of a shared layer) was typed before the model dtype was known.
-  for (size_t p = 0; p < plan.params.size(); ++p) {
-    bool all_fill = true;
-    for (const Piece& piece : plan.params[p].pieces) all_fill &= piece.source < 0;
-    if (all_fill && model_dtype) param_dtype[p] = converted_dtype(*model_dtype, options.dtype);
+    if (d) param_dtype[p] = converted_dtype(*d, options.dtype);
   }
 
   // Group parameters by storage key into DCP tensors; stacked keys need one shape and dtype.
@@ -200,7 +193,7 @@ Result<ConvertSummary> hf2mcore(const Hf2McoreOptions& options) {
 
   gemma4::ModelConfig written = config;
   if (options.dtype) written.dtype = options.dtype == DType::kF32 ? "float32" : options.dtype == DType::kF16 ? "float16" : "bfloat16";
-  G4_RETURN_IF_ERROR(write_megatron_side_files(out.temp_path(), iter, written, plan, options.layout, model_dtype.value_or(DType::kBF16)));
+  G4_RETURN_IF_ERROR(write_megatron_side_files(out.temp_path(), iter, written, options.layout, model_dtype));
   G4_RETURN_IF_ERROR(copy_hf_assets(options.hf, iter / kTokenizerDir));
   G4_RETURN_IF_ERROR(out.commit());
 

@@ -214,8 +214,7 @@ Status copy_hf_assets(const fs::path& from, const fs::path& to) {
 }
 
 Status write_megatron_side_files(const fs::path& root, const fs::path& iter, const gemma4::ModelConfig& config,
-                                 const ConversionPlan& plan, IterationLayout layout, DType params_dtype) {
-  (void)plan;
+                                 IterationLayout layout, DType params_dtype) {
   // json.dump(asdict(CheckpointingConfig)) with Python's separators; the 4 keys every MCore version accepts.
   G4_RETURN_IF_ERROR(write_file_synced(iter / "metadata.json",
                                        "{\"sharded_backend\": \"torch_dist\", \"sharded_backend_version\": 1, "

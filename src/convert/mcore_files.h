@@ -24,7 +24,7 @@ inline constexpr const char* kTokenizerDir = "tokenizer";
 // Writes everything except the DCP files. `root` is the checkpoint root (temp dir of the output),
 // `iter` its iteration directory, which must exist.
 Status write_megatron_side_files(const std::filesystem::path& root, const std::filesystem::path& iter,
-                                 const gemma4::ModelConfig& config, const ConversionPlan& plan, IterationLayout layout,
+                                 const gemma4::ModelConfig& config, IterationLayout layout,
                                  DType params_dtype);
 
 // run_config.yaml text: a ConfigContainer whose model section targets the provider Megatron-Bridge would
