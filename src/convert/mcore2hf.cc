@@ -21,18 +21,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool is_tower_key(const std::string& key) {
-  for (std::string_view p : mappings::kTowerPrefixes)
-    if (key.starts_with(p)) return true;
-  return false;
-}
-
-// Keys a Megatron checkpoint may hold besides the model: skipped, never read.
-bool is_training_state(const std::string& key) {
-  return key.starts_with("optimizer.") || key.starts_with("rng_state") || key.starts_with("rerun_state_machine") ||
-         key.starts_with("common_state") || key.find("_extra_state") != std::string::npos;
-}
-
 // Slabs in use, shared between the fills of the HF tensors that read the same parameter (q, k and v read
 // one linear_qkv) and dropped when the last of them is done.
 class SlabCache {
@@ -82,15 +70,12 @@ Result<ConvertSummary> mcore2hf(const Mcore2HfOptions& options) {
   }
   G4_ASSIGN_OR_RETURN(gemma4::ModelConfig config, gemma4::load_config(config_path.string()));
 
-  for (const auto& [key, entry] : ckpt->metadata().tensors)
-    if (key.find("pffl_weight") != std::string::npos)
-      return Status::not_supported(where + ": '" + key + "' marks a Megatron-Bridge checkpoint from before 2026-07-09 with fused router and "
-                                   "shared-expert weights (megatron-bridge-layout.md §2); it cannot be exported losslessly");
+  if (const std::string fused = ckpt->fused_weights_marker(); !fused.empty())
+    return Status::not_supported(where + ": '" + fused + "' marks a Megatron-Bridge checkpoint from before 2026-07-09 with fused router and "
+                                 "shared-expert weights (megatron-bridge-layout.md §2); it cannot be exported losslessly");
 
   std::vector<std::pair<std::string, Shape>> towers;
-  if (config.form == gemma4::ModelForm::kConditional)
-    for (const auto& [key, entry] : ckpt->metadata().tensors)
-      if (is_tower_key(key)) towers.push_back({"model." + key, entry.shape});
+  if (config.form == gemma4::ModelForm::kConditional) towers = ckpt->tower_tensors();
   G4_ASSIGN_OR_RETURN(ConversionPlan plan, build_plan(config, towers));
   G4_RETURN_IF_ERROR(check_contract(plan));
   const std::vector<HfGather> gathers = invert_plan(plan);
@@ -103,7 +88,7 @@ Result<ConvertSummary> mcore2hf(const Mcore2HfOptions& options) {
   }
   ConvertSummary summary;
   for (const auto& [key, entry] : ckpt->metadata().tensors)
-    if (!mapped_keys.count(key) && !is_training_state(key))
+    if (!mapped_keys.count(key) && !is_training_state_key(key) && key.find("_extra_state") == std::string::npos)
       summary.warnings.push_back("'" + key + "' is not part of the Gemma 4 mapping and was not exported");
 
   // Which HF tensors to write: the required ones; optional ones (KV-shared K/V/k_norm) only to match a

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "mappings/mapping_table.h"
 #include "runtime/text_file.h"
 
 namespace g4::convert {
@@ -72,6 +73,25 @@ void McoreCheckpoint::release(std::span<const std::byte> bytes) const {
       return;
     }
   }
+}
+
+bool is_training_state_key(const std::string& key) {
+  return key.starts_with("optimizer.") || key.starts_with("rng_state") || key.starts_with("rerun_state_machine") ||
+         key.starts_with("common_state");
+}
+
+std::vector<std::pair<std::string, Shape>> McoreCheckpoint::tower_tensors() const {
+  std::vector<std::pair<std::string, Shape>> out;
+  for (const auto& [key, entry] : metadata_.tensors)
+    for (std::string_view prefix : mappings::kTowerPrefixes)
+      if (key.starts_with(prefix)) out.push_back({"model." + key, entry.shape});
+  return out;
+}
+
+std::string McoreCheckpoint::fused_weights_marker() const {
+  for (const auto& [key, entry] : metadata_.tensors)
+    if (key.find("pffl_weight") != std::string::npos) return key;
+  return {};
 }
 
 const dcp::TensorEntry* McoreCheckpoint::find(const std::string& key) const {

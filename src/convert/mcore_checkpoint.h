@@ -51,6 +51,10 @@ struct Slab {
   void copy(uint64_t begin, std::span<std::byte> out) const;
 };
 
+// Keys of training state a Megatron checkpoint may hold besides the model (optimizer, RNG, rerun state, the
+// common-state object): never read by the converters.
+bool is_training_state_key(const std::string& key);
+
 class McoreCheckpoint {
  public:
   static Result<std::unique_ptr<McoreCheckpoint>> open(const std::filesystem::path& path);
@@ -58,6 +62,11 @@ class McoreCheckpoint {
   const std::filesystem::path& iteration_dir() const { return iter_; }
   const dcp::Metadata& metadata() const { return metadata_; }
   const dcp::TensorEntry* find(const std::string& key) const;
+  // The VL towers' tensors (vision_tower., embed_vision., audio_tower., embed_audio.) under their HF names.
+  std::vector<std::pair<std::string, Shape>> tower_tensors() const;
+  // A key that marks a Megatron-Bridge checkpoint from before 2026-07-09, whose router and shared-expert weights
+  // have norm ratios folded in (megatron-bridge-layout.md §2); empty when there is none.
+  std::string fused_weights_marker() const;
   // The file and offset a view returned by read_slab lies at (for tools that patch a checkpoint in place).
   std::optional<std::pair<std::filesystem::path, uint64_t>> locate(std::span<const std::byte> bytes) const;
   // Drops the resident pages under `bytes` (a view into one of the mapped .distcp files) after streaming it.

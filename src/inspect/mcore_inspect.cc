@@ -14,14 +14,10 @@
 namespace g4 {
 namespace fs = std::filesystem;
 using convert::ConversionPlan;
+using convert::is_training_state_key;
 using convert::McoreCheckpoint;
 
 namespace {
-
-bool is_training_state(const std::string& key) {
-  return key.starts_with("optimizer.") || key.starts_with("rng_state") || key.starts_with("rerun_state_machine") ||
-         key.starts_with("common_state");
-}
 
 void check_chunks(const dcp::TensorEntry& entry, InspectReport& r) {
   std::vector<std::vector<int64_t>> offsets;
@@ -46,7 +42,7 @@ Result<InspectReport> inspect_mcore(const fs::path& dir, const InspectOptions& o
   for (const auto& [key, entry] : ckpt->metadata().tensors) {
     for (const auto& c : entry.chunks) files.insert(c.where.relative_path);
     r.chunks += entry.chunks.size();
-    if (is_training_state(key)) continue;
+    if (is_training_state_key(key)) continue;
     ++r.tensors;
     r.bytes += checked_numel(entry.shape).value_or(0) * dtype_size(entry.dtype);
     ++r.dtypes[std::string(dtype_name(entry.dtype))];
@@ -67,14 +63,10 @@ Result<InspectReport> inspect_mcore(const fs::path& dir, const InspectOptions& o
   r.structure = gemma4::structure_of(r.config.text);
   r.variant = gemma4::identify_variant(r.config.text);
 
-  for (const auto& [key, entry] : ckpt->metadata().tensors)
-    if (key.find("pffl_weight") != std::string::npos)
-      r.problems.push_back({"fused", "'" + key + "': written by Megatron-Bridge before 2026-07-09 with the router and shared-expert pre-norm folded into the weights"});
+  if (const std::string fused = ckpt->fused_weights_marker(); !fused.empty())
+    r.problems.push_back({"fused", "'" + fused + "': written by Megatron-Bridge before 2026-07-09 with the router and shared-expert pre-norm folded into the weights"});
   std::vector<std::pair<std::string, Shape>> towers;
-  if (r.config.form == gemma4::ModelForm::kConditional)
-    for (const auto& [key, entry] : ckpt->metadata().tensors)
-      for (std::string_view p : mappings::kTowerPrefixes)
-        if (key.starts_with(p)) towers.push_back({"model." + key, entry.shape});
+  if (r.config.form == gemma4::ModelForm::kConditional) towers = ckpt->tower_tensors();
   r.tower_tensors = towers.size();
   G4_ASSIGN_OR_RETURN(ConversionPlan plan, convert::build_plan(r.config, towers));
   r.layer_keys = plan.layer_keys == convert::LayerKeys::kPerLayer ? "per-layer" : "stacked";
@@ -95,7 +87,7 @@ Result<InspectReport> inspect_mcore(const fs::path& dir, const InspectOptions& o
   }
   r.text_tensors = mapped.size() - towers.size();
   for (const auto& [key, entry] : ckpt->metadata().tensors)
-    if (!mapped.count(key) && !is_training_state(key))
+    if (!mapped.count(key) && !is_training_state_key(key))
       r.problems.push_back({"unexpected", "'" + key + "' is not part of the Gemma 4 mapping"});
   const bool structurally_ok = r.problems.empty();
   for (const auto& item : plan.extra_state)
