@@ -12,7 +12,7 @@ if [ ! -f "$build/build.ninja" ]; then
   CC=clang CXX=clang++ cmake -S "$root" -B "$build" -G Ninja -DG4_FUZZ=ON >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
 fi
 cmake --build "$build" >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
-for target in safetensors_header config torch_file; do
+for target in safetensors_header config torch_file dcp_metadata; do
   corpus="$build/corpus-$target"
   mkdir -p "$corpus"
   seeds="$root/fuzz/corpus/${target%_header}"

@@ -57,12 +57,15 @@ Result<StorageLocation> location_of(const PyValue& info, const std::string& wher
 }  // namespace
 
 Result<Metadata> read_metadata(const fs::path& dir) {
-  const std::string file = (dir / ".metadata").string();
   G4_ASSIGN_OR_RETURN(MappedFile map, MappedFile::open(dir / ".metadata"));
+  return parse_metadata(map.bytes(), (dir / ".metadata").string());
+}
+
+Result<Metadata> parse_metadata(std::span<const std::byte> bytes, const std::string& file) {
   // Every global is accepted as data: .metadata names torch's own classes and, in checkpoints written by
   // Megatron or other tools, classes we do not know; the reader never calls anything.
   torch::PickleOptions options{[](const std::string&) { return true; }};
-  G4_ASSIGN_OR_RETURN(PyPtr root, torch::pickle_loads(map.bytes(), options, file));
+  G4_ASSIGN_OR_RETURN(PyPtr root, torch::pickle_loads(bytes, options, file));
   const PyValue* state = state_of(*root);
   if (!state || !state->is(K::kDict)) return Status::corruption(file + ": not a DCP Metadata object");
   PyPtr sdm = state->get("state_dict_metadata"), storage = state->get("storage_data");

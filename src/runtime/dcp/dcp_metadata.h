@@ -41,6 +41,8 @@ struct Metadata {
 };
 
 Result<Metadata> read_metadata(const std::filesystem::path& dir);
+// The same from the bytes of a `.metadata` file; `file` names it in messages.
+Result<Metadata> parse_metadata(std::span<const std::byte> bytes, const std::string& file);
 
 // Reads one chunk's blob from its .distcp file; the view points into `file_map` (keep it alive).
 Result<torch::TensorView> read_chunk(const std::filesystem::path& dir, const TensorChunk& chunk,
