@@ -169,7 +169,7 @@ Result<ConversionPlan> build_plan(const gemma4::ModelConfig& config, const std::
   return plan;
 }
 
-Status bind_sources(ConversionPlan& plan, const std::set<std::string>& present, std::string_view source_name) {
+Result<std::vector<std::string>> bind_sources(ConversionPlan& plan, const std::set<std::string>& present, std::string_view source_name) {
   const std::string where(source_name);
   for (MegatronParam& p : plan.params) {
     for (Piece& piece : p.pieces) {
@@ -186,14 +186,17 @@ Status bind_sources(ConversionPlan& plan, const std::set<std::string>& present, 
   for (const MegatronParam& p : plan.params)
     for (const Piece& piece : p.pieces)
       if (piece.source >= 0) consumed.insert(piece.source);
+  std::vector<std::string> skipped;
   for (const std::string& name : present) {
     auto it = plan.hf_index.find(name);
     if (it == plan.hf_index.end())
       return Status::invalid_argument(where + ": tensor '" + name + "' is not consumed by any mapping rule");
-    if (!consumed.count(it->second) && !plan.hf[it->second].optional)
+    if (consumed.count(it->second)) continue;
+    if (!plan.hf[it->second].optional)
       return Status::invalid_argument(where + ": tensor '" + name + "' is not consumed by any mapping rule");
+    skipped.push_back(name);
   }
-  return {};
+  return skipped;
 }
 
 std::vector<HfGather> invert_plan(const ConversionPlan& plan) {

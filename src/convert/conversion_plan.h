@@ -72,8 +72,9 @@ int64_t row_elems(const Shape& shape);
 
 // hf2mcore: resolves the plan against the tensors a source checkpoint has. A missing optional source
 // becomes a fill (zeros for projections, ones for norms, as Megatron-Bridge synthesises them); a missing
-// required one, or a present tensor no rule consumes, is an error naming it.
-Status bind_sources(ConversionPlan& plan, const std::set<std::string>& present, std::string_view source_name);
+// required one, or a present tensor no rule consumes, is an error naming it. Returns the present optional
+// tensors no rule consumes (a tied lm_head saved anyway), which are not converted.
+Result<std::vector<std::string>> bind_sources(ConversionPlan& plan, const std::set<std::string>& present, std::string_view source_name);
 
 // mcore2hf: for one HF tensor, the pieces (param index, piece) that rebuild it, canonical first-reference
 // order, plus the later duplicate references (the V slot of K=V layers), which are only checked for drift.

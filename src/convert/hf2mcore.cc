@@ -102,7 +102,7 @@ Result<ConvertSummary> hf2mcore(const Hf2McoreOptions& options) {
     present.insert(name);
   }
   G4_ASSIGN_OR_RETURN(ConversionPlan plan, build_plan(config, towers));
-  G4_RETURN_IF_ERROR(bind_sources(plan, present, where));
+  G4_ASSIGN_OR_RETURN(const std::vector<std::string> skipped, bind_sources(plan, present, where));
   G4_RETURN_IF_ERROR(check_contract(plan));
 
   std::vector<const SafetensorsSet::Entry*> entries(plan.hf.size(), nullptr);
@@ -206,13 +206,8 @@ Result<ConvertSummary> hf2mcore(const Hf2McoreOptions& options) {
   summary.extra_state = byte_items.size();
   summary.bytes = total;
   summary.iteration_dir = options.out / iteration_dir_name(options.layout);
-  for (const std::string& name : present)
-    if (auto it = plan.hf_index.find(name); it != plan.hf_index.end() && plan.hf[it->second].optional) {
-      bool used = false;
-      for (const MegatronParam& p : plan.params)
-        for (const Piece& piece : p.pieces) used |= piece.source == it->second;
-      if (!used) summary.warnings.push_back("'" + name + "' is redundant (tied to the embedding) and was not converted");
-    }
+  for (const std::string& name : skipped)
+    summary.warnings.push_back("'" + name + "' is redundant (tied to the embedding) and was not converted");
   return summary;
 }
 
