@@ -9,6 +9,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TESTDATA = ROOT / "testdata"
 TINY = ["tiny-e2b", "tiny-e4b", "tiny-26b-a4b", "tiny-31b"]
+# Conditional checkpoints with vision (and audio) towers whose linears are clipped (0-d clip bounds).
+TOWERS = ["tiny-e4b-vla", "tiny-26b-a4b-vl"]
 
 
 def g4convert_path():

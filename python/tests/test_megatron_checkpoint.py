@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from bridge_reference import expected_checkpoint, load_hf, text_config
-from conftest import TESTDATA, TINY, run_g4, run_g4_json
+from conftest import TESTDATA, TINY, TOWERS, run_g4, run_g4_json
 
 warnings.filterwarnings("ignore")
 
@@ -50,7 +50,7 @@ def convert(src, out, *extra):
     return out / "iter_0000000"
 
 
-@pytest.mark.parametrize("name", TINY)
+@pytest.mark.parametrize("name", TINY + TOWERS)
 def test_megatron_core_plain_load_equals_the_bridge_mapping_of_every_hf_tensor(tmp_path, megatron, name):
     src = TESTDATA / name
     it = convert(src, tmp_path / "mcore")
@@ -66,7 +66,7 @@ def test_megatron_core_plain_load_equals_the_bridge_mapping_of_every_hf_tensor(t
         "content_metadata": {"singleton_local_shards": False, "chained_optim_avoid_prefix": True}}
 
 
-@pytest.mark.parametrize("name", TINY)
+@pytest.mark.parametrize("name", TINY + TOWERS)
 def test_megatron_core_sharded_load_as_the_bridge_requests_it_finds_every_key(tmp_path, megatron, name):
     """Per-layer ShardedTensors on the stacked axes (per-type attention stacks) and the `_extra_state`
     ShardedObjects Megatron-Bridge's model requests, loaded with MCore's default strictness."""
@@ -161,6 +161,26 @@ def test_run_config_yaml_parses_and_states_the_bridge_provider_fields(tmp_path, 
         assert m["hetereogenous_dist_checkpoint"] == (name == "tiny-e2b")
 
 
+# Gemma4VLBridge.provider_bridge: getattr(hf_config, field, the VL provider's default).
+VL_PROVIDER_FIELDS = {"vision_soft_tokens_per_image": 280, "bos_token_id": 2, "eos_token_id": 1,
+                      "image_token_id": 258880, "video_token_id": 258884, "audio_token_id": 258881}
+
+
+@pytest.mark.parametrize("name", ["tiny-31b"] + TOWERS)
+def test_run_config_yaml_states_the_vl_providers_token_ids_of_the_checkpoint(tmp_path, name):
+    """Megatron-Bridge's load_model_config builds the provider from run_config.yaml alone: a field left out takes
+    the released vocabulary's default (image 258880), wrong for these 128-token checkpoints (image 4)."""
+    it = convert(TESTDATA / name, tmp_path / "m")
+    m = yaml.safe_load((it / "run_config.yaml").read_text())["model"]
+    cfg, _, _ = text_config(TESTDATA / name)
+    for field, default in VL_PROVIDER_FIELDS.items():
+        assert m[field] == getattr(cfg, field, default), field
+    assert m["image_token_id"] == 4 and m["video_token_id"] == 7 and m["audio_token_id"] == 8
+    assert m["scatter_embedding_sequence_parallel"] is False
+    assert ("audio_config" in m) == (cfg.audio_config is not None)
+    assert m["vision_config"]["config_dict"]["use_clipped_linears"] is True or name == "tiny-31b"
+
+
 def load_strict(path):
     from transformers import AutoConfig, Gemma4ForCausalLM, Gemma4ForConditionalGeneration
     cls = Gemma4ForConditionalGeneration if hasattr(AutoConfig.from_pretrained(path), "text_config") else Gemma4ForCausalLM
@@ -182,6 +202,75 @@ def test_transformers_loads_mcore2hf_output_strictly_with_the_original_logits(tm
     ours, orig = load_hf(tmp_path / "hf"), load_hf(src)
     assert set(ours) == set(orig)
     assert all(torch.equal(ours[k], orig[k]) for k in orig)
+
+
+def multimodal_input(config):
+    """input_ids with an image (and, with an audio tower, an audio clip) of soft tokens, and the tower inputs."""
+    g = torch.Generator().manual_seed(0)
+    v = config.vision_config
+    side = 4  # a 4x4 grid of patches, pooled to side^2 / k^2 soft tokens
+    kw = {"pixel_values": torch.rand(1, side * side, 3 * v.patch_size ** 2, generator=g),
+          "image_position_ids": torch.stack(torch.meshgrid(torch.arange(side), torch.arange(side), indexing="xy"), -1)
+          .reshape(1, -1, 2)}
+    n_image = side * side // v.pooling_kernel_size ** 2
+    ids = [2, 17, config.boi_token_id] + [config.image_token_id] * n_image + [config.eoi_token_id, 33]
+    types = [0, 0, 0] + [1] * n_image + [0, 0]
+    if config.audio_config is not None:
+        frames = 16  # two stride-2 convolutions: 4 soft tokens
+        kw["input_features"] = torch.randn(1, frames, config.audio_config.subsampling_conv_channels[0], generator=g)
+        kw["input_features_mask"] = torch.ones(1, frames, dtype=torch.bool)
+        ids += [config.boa_token_id] + [config.audio_token_id] * (frames // 4) + [config.eoa_token_index, 44]
+        types += [0] + [3] * (frames // 4) + [0, 0]
+    return torch.tensor([ids]), torch.tensor([types]), kw
+
+
+@pytest.mark.parametrize("name", TOWERS)
+def test_transformers_loads_mcore2hf_output_of_tower_checkpoints_strictly_with_the_original_multimodal_logits(tmp_path, name):
+    """The clipped towers' 0-d bounds and every other tower tensor survive hf2mcore -> mcore2hf: transformers
+    loads the result strictly and the image/audio soft tokens give the original logits bit for bit (the bounds do
+    clip here: unbounded towers change these logits)."""
+    src = TESTDATA / name
+    convert(src, tmp_path / "m")
+    run_g4("mcore2hf", "--mcore", tmp_path / "m", "--out", tmp_path / "hf", "-q")
+    a, b = load_strict(src), load_strict(tmp_path / "hf")
+    ids, types, kw = multimodal_input(a.config)
+    with torch.no_grad():
+        la = a(input_ids=ids, mm_token_type_ids=types, **kw).logits
+        lb = b(input_ids=ids, mm_token_type_ids=types, **kw).logits
+        text_only = a(input_ids=ids, mm_token_type_ids=types).logits
+    assert torch.equal(la, lb)
+    assert not torch.equal(la, text_only), "the soft tokens must reach the logits"
+    ours, orig = load_hf(tmp_path / "hf"), load_hf(src)
+    assert set(ours) == set(orig)
+    assert all(ours[k].dtype == orig[k].dtype and torch.equal(ours[k], orig[k]) for k in orig)
+
+
+def resave_without(it, out, drop):
+    """The checkpoint re-saved by torch.distributed.checkpoint with every tensor and object except `drop`."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.metadata import BytesStorageMetadata
+    md = dcp.FileSystemReader(str(it)).read_metadata()
+    sd = {k: io.BytesIO() if isinstance(v, BytesStorageMetadata) else torch.empty(list(v.size), dtype=v.properties.dtype)
+          for k, v in md.state_dict_metadata.items() if k not in drop}
+    dcp.load(sd, checkpoint_id=str(it))
+    dcp.save(sd, checkpoint_id=str(out))
+    for f in ("metadata.json", "common.pt", "run_config.yaml", "hf_config.json"):
+        shutil.copy(it / f, out / f)
+
+
+def test_inspect_takes_a_dense_checkpoint_without_the_final_norm_extra_state_as_megatron_bridge_writes_it(tmp_path):
+    """Megatron-Bridge 0.6.2's dense model neither requests nor writes decoder.final_layernorm._extra_state
+    (megatron-bridge-observed.md): a checkpoint without it is clean; one without a requested object is not."""
+    it = convert(TESTDATA / "tiny-31b", tmp_path / "m")
+    final = "language_model.decoder.final_layernorm._extra_state/shard_0_1"
+    resave_without(it, tmp_path / "mb", {final})
+    report = json.loads(run_g4("inspect", tmp_path / "mb", "--json", check=False).stdout)
+    assert report["ok"], report["problems"]
+    qkv = "language_model.decoder.layers.self_attention_global.linear_qkv._extra_state/shard_1_2"
+    resave_without(it, tmp_path / "no-qkv", {final, qkv})
+    report = json.loads(run_g4("inspect", tmp_path / "no-qkv", "--json", check=False).stdout)
+    assert not report["ok"] and [p["kind"] for p in report["problems"]] == ["extra-state"], report["problems"]
+    assert qkv in report["problems"][0]["message"]
 
 
 def test_shared_kv_are_zero_filled_on_import_and_dropped_on_export_unless_the_reference_has_them(tmp_path, megatron):

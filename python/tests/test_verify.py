@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TESTDATA, TINY, run_g4
+from conftest import TESTDATA, TINY, TOWERS, run_g4
 
 IDS = [2, 17, 99, 3, 55, 23, 11, 7, 42, 64, 5, 31, 88, 19, 73, 26]
 
@@ -22,7 +22,7 @@ def transformers_logits(path):
         return model(input_ids=torch.tensor([IDS])).logits[0]
 
 
-@pytest.mark.parametrize("name", TINY)
+@pytest.mark.parametrize("name", TINY + TOWERS)
 def test_megatron_forward_over_the_conversion_gives_transformers_logits(tmp_path, name):
     src = TESTDATA / name
     run_g4("hf2mcore", "--hf", src, "--out", tmp_path / "m", "-q")

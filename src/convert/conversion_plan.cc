@@ -147,14 +147,14 @@ Result<ConversionPlan> build_plan(const gemma4::ModelConfig& config, const std::
   for (const mappings::ExtraStateModule& m : plan.table->extra_state) {
     const std::string module = std::string(m.module) + "._extra_state";
     if (m.module.find("{l}") == std::string_view::npos) {
-      if (applies(m.when, text, nullptr)) plan.extra_state.push_back({plan.prefix + module + "/shard_0_1", m.payload});
+      if (applies(m.when, text, nullptr)) plan.extra_state.push_back({plan.prefix + module + "/shard_0_1", m.payload, m.requested});
       continue;
     }
     for (const LayerSpec& layer : text.layers) {
       if (!applies(m.when, text, &layer)) continue;
       StorageSlot slot = storage_slot(module, layer.index, text, plan.layer_keys, plan.prefix);
       if (!m.experts) {
-        plan.extra_state.push_back({sharded_object_key(slot.key, slot.index, slot.axes), m.payload});
+        plan.extra_state.push_back({sharded_object_key(slot.key, slot.index, slot.axes), m.payload, m.requested});
         continue;
       }
       const int64_t E = text.num_experts.value_or(0);
@@ -162,7 +162,7 @@ Result<ConversionPlan> build_plan(const gemma4::ModelConfig& config, const std::
         std::vector<int64_t> index = slot.index, axes = slot.axes;
         index.push_back(e);
         axes.push_back(E);
-        plan.extra_state.push_back({sharded_object_key(slot.key, index, axes), m.payload});
+        plan.extra_state.push_back({sharded_object_key(slot.key, index, axes), m.payload, m.requested});
       }
     }
   }

@@ -51,6 +51,7 @@ struct MegatronParam {
 struct ExtraStateItem {
   std::string key;  // DCP key (ShardedObject.unique_key)
   mappings::ExtraState payload;
+  bool requested = true;  // Megatron-Bridge's model requests it on load (mappings::ExtraStateModule::requested)
 };
 
 struct ConversionPlan {

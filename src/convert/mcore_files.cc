@@ -146,6 +146,17 @@ json provider_fields(const gemma4::ModelConfig& config, DType params_dtype) {
     m["text_config"] = hf_config_node("Gemma4TextConfig", hf.value("text_config", json::object()));
     if (!config.vision_config.is_null()) m["vision_config"] = hf_config_node("Gemma4VisionConfig", config.vision_config);
     if (!config.audio_config.is_null()) m["audio_config"] = hf_config_node("Gemma4AudioConfig", config.audio_config);
+    // Gemma4VLBridge.provider_bridge takes these from the top level of config.json, else the VL provider's
+    // defaults (the released vocabulary's ids); without them MB's load_model_config falls back to those
+    // defaults, wrong for any other vocabulary.
+    struct VlField {
+      const char* name;
+      int64_t fallback;
+    };
+    constexpr VlField kVlFields[] = {{"vision_soft_tokens_per_image", 280}, {"bos_token_id", 2},       {"eos_token_id", 1},
+                                     {"image_token_id", 258880},            {"video_token_id", 258884}, {"audio_token_id", 258881}};
+    for (const VlField& f : kVlFields) m[f.name] = config.wrapper_fields.value(f.name, json(f.fallback));
+    m["scatter_embedding_sequence_parallel"] = false;
   }
   return m;
 }

@@ -91,7 +91,7 @@ Result<InspectReport> inspect_mcore(const fs::path& dir, const InspectOptions& o
       r.problems.push_back({"unexpected", "'" + key + "' is not part of the Gemma 4 mapping"});
   const bool structurally_ok = r.problems.empty();
   for (const auto& item : plan.extra_state)
-    if (!ckpt->metadata().byte_items.count(item.key))
+    if (item.requested && !ckpt->metadata().byte_items.count(item.key))
       r.problems.push_back({"extra-state", "'" + item.key + "' is missing: Megatron-Bridge's loader requests it (default strictness fails)"});
 
   // The V slot of K=V layers, and with --scan every value.

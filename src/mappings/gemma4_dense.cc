@@ -37,9 +37,11 @@ const FamilyTable& dense_text_table() {
            When::kPle},
           {"decoder.layers.{l}.layer_scalar", {"layers.{l}.layer_scalar"}},
       },
-      // Megatron's local linears (None) and the block's final norm, a TE RMSNorm whenever TE is importable.
+      // Megatron's local linears (None) and the block's final norm. MCore builds that norm of a layer-spec model
+      // as TENorm only when Transformer Engine is importable; Megatron-Bridge 0.6.2's dense model (local spec,
+      // no TE) neither requests nor writes it (megatron-bridge-observed.md), so it is written but not required.
       {
-          {"decoder.final_layernorm"},
+          {.module = "decoder.final_layernorm", .requested = false},
           {"per_layer_model_proj", ExtraState::kLocal, When::kPle},
           {"decoder.layers.{l}.self_attention.linear_qkv", ExtraState::kLocal},
           {"decoder.layers.{l}.self_attention.linear_proj", ExtraState::kLocal},

@@ -36,7 +36,7 @@ struct Rule {
   bool experts = false;  // a per-layer [E, ...] stack, stored with a per-expert chunk axis
 };
 
-// A module whose `_extra_state` object the loader requests (model level, or per layer with "{l}").
+// A module whose `_extra_state` object hf2mcore writes (model level, or per layer with "{l}").
 // Transformer Engine modules save an empty uint8 tensor, Megatron's local linears None.
 enum class ExtraState : uint8_t { kTransformerEngine, kLocal };
 struct ExtraStateModule {
@@ -44,6 +44,9 @@ struct ExtraStateModule {
   ExtraState payload = ExtraState::kTransformerEngine;
   When when = When::kAlways;
   bool experts = false;  // one object per (layer, expert): shard axes (L, E)
+  // Whether Megatron-Bridge's model requests the object on load, so a checkpoint without it fails there
+  // (inspect reports it missing). False: written, but a checkpoint Megatron-Bridge wrote may lack it.
+  bool requested = true;
 };
 
 struct FamilyTable {

@@ -7,6 +7,12 @@ The configs mirror g4convert's tiny presets but are written here independently. 
 every norm weight, layer_scalar, router.scale and router.per_expert_scale is re-drawn away from 1.0
 (transformers initialises them to ones, which would hide a dropped or mis-wired scale).
 
+The two tower checkpoints (tiny-e4b-vla, tiny-26b-a4b-vl) have vision and audio towers with
+use_clipped_linears, as the released E2B/E4B vision towers and every audio tower have: each clipped linear
+carries four 0-d clip bounds. There every tower tensor is re-drawn too: the clip bounds to finite values
+(input_min < 0 < input_max, tight enough to clip; transformers' default is +-inf), constant inits (norm weights
+and the position table of ones, zero biases and per_dim_scale) away from their constant.
+
 Run with the project's test venv:  $(bin/pyenv)/bin/python testdata/gen/make_tiny_checkpoints.py
 """
 import json
@@ -60,12 +66,43 @@ STRUCTURES = {
                                  num_key_value_heads=1, head_dim=8, patch_size=4, pooling_kernel_size=2,
                                  position_embedding_size=64, standardize=True)),
 }
+# Towers with clipped linears and every tower tensor re-drawn (appended, so the seeds above do not move).
+TOWER_VISION = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=1,
+                    head_dim=8, patch_size=4, pooling_kernel_size=2, position_embedding_size=64, use_clipped_linears=True)
+STRUCTURES.update({
+    # E4B-like with a vision and an audio tower, both clipped (released E2B/E4B). Conditional, bf16.
+    "tiny-e4b-vla": dict(form="conditional", dtype=torch.bfloat16, random_towers=True,
+                         text=STRUCTURES["tiny-e4b"]["text"], vision=dict(TOWER_VISION, standardize=False),
+                         audio=dict(STRUCTURES["tiny-e4b"]["audio"], use_clipped_linears=True)),
+    # 26B-A4B-like with a clipped, standardized vision tower (std_bias/std_scale beside the clip bounds).
+    "tiny-26b-a4b-vl": dict(form="conditional", dtype=torch.bfloat16, random_towers=True,
+                            text=STRUCTURES["tiny-26b-a4b"]["text"], vision=dict(TOWER_VISION, standardize=True)),
+})
 
 MM_TOKEN_IDS = dict(image_token_id=4, boi_token_id=5, eoi_token_id=6, video_token_id=7, audio_token_id=8,
                     boa_token_id=9, eoa_token_index=10)
 
 AWAY_FROM_ONE = ("norm.weight", "layernorm.weight", "layernorm_1.weight", "layernorm_2.weight", "layer_scalar",
                  "router.scale", "router.per_expert_scale", "std_scale")
+
+
+CLIP_BOUNDS = ("input_min", "input_max", "output_min", "output_max")
+
+
+def redraw_tower_tensor(key, tensor, g):
+    """Tower tensors away from transformers' defaults: finite clip bounds of either sign around 0 (|bound| in
+    [0.5, 2], so activations of order 1 are clipped), constants (ones, zeros) re-drawn, random inits kept."""
+    leaf = key.rsplit(".", 1)[1]
+    if leaf in CLIP_BOUNDS:
+        magnitude = 0.5 + 1.5 * torch.rand(tensor.shape, generator=g)
+        tensor.copy_(-magnitude if leaf.endswith("_min") else magnitude)
+    elif tensor.numel() > 0 and bool((tensor == tensor.flatten()[0]).all()):
+        rand = torch.rand(tensor.shape, generator=g)
+        if tensor.flatten()[0].item() == 1.0:
+            sign = torch.where(torch.rand(tensor.shape, generator=g) < 0.5, -1.0, 1.0)
+            tensor.copy_(1.0 + sign * (0.1 + 0.4 * rand))
+        else:
+            tensor.copy_(tensor + 0.2 * (rand - 0.5))
 
 
 def build(name, spec, seed):
@@ -85,6 +122,9 @@ def build(name, spec, seed):
             if not tensor.is_floating_point():
                 continue
             text = key.startswith(("model.layers.", "model.language_model."))
+            if spec.get("random_towers") and not text and key != "lm_head.weight":
+                redraw_tower_tensor(key, tensor, g)
+                continue
             rand = torch.rand(tensor.shape, generator=g)
             if key.endswith("layer_scalar"):
                 tensor.copy_(0.2 + 0.7 * rand)

@@ -8,7 +8,9 @@
 
 #include "checkpoint_edit.h"
 #include "convert/mcore2hf.h"
+#include "convert/mcore_files.h"
 #include "convert/roundtrip.h"
+#include "runtime/safetensors_set.h"
 #include "test_support.h"
 
 namespace g4::convert {
@@ -44,6 +46,26 @@ TEST(Roundtrip, EveryBundledTinyCheckpointComesBackBitExact) {
     ASSERT_TRUE(report.ok()) << name << ": " << report.status().to_string();
     EXPECT_TRUE(report->identical()) << name << ": " << (report->tensor_differences.empty() ? "" : report->tensor_differences[0].item);
     EXPECT_GT(report->tensors_compared, 90u);
+    EXPECT_TRUE(report->warnings.empty()) << report->warnings[0];
+  }
+}
+
+// Towers as the released E2B/E4B vision and every audio tower have them: clipped linears with 0-d clip bounds
+// (input_min/input_max/output_min/output_max), passed through under their HF names minus "model.".
+TEST(Roundtrip, BundledTowerCheckpointsWithClippedLinearsComeBackBitExactIncludingTheirScalarClipBounds) {
+  for (const char* name : {"tiny-e4b-vla", "tiny-26b-a4b-vl"}) {
+    auto original = SafetensorsSet::open_dir(tiny(name));
+    ASSERT_OK(original);
+    size_t scalars = 0;
+    for (const auto& [key, entry] : original->tensors()) scalars += entry.info->shape.empty();
+    EXPECT_GE(scalars, 4u * 7u) << name << ": every clipped linear of the vision tower has four 0-d bounds";
+    RoundtripOptions o;
+    o.hf = tiny(name);
+    o.threads = 2;
+    auto report = roundtrip(o);
+    ASSERT_TRUE(report.ok()) << name << ": " << report.status().to_string();
+    EXPECT_TRUE(report->identical()) << name << ": " << (report->tensor_differences.empty() ? "" : report->tensor_differences[0].item);
+    EXPECT_EQ(report->tensors_compared, original->tensors().size()) << name;
     EXPECT_TRUE(report->warnings.empty()) << report->warnings[0];
   }
 }
@@ -104,6 +126,19 @@ TEST(Hf2Mcore, RefusesAMissingTensorAndANonFiniteValueNamingThem) {
   EXPECT_NE(r.status().message().find("model.language_model.layers.4.experts.down_proj"), std::string::npos) << r.status().message();
   EXPECT_NE(r.status().message().find("NaN"), std::string::npos);
   EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
+TEST(Hf2Mcore, RunConfigStatesTheVlProvidersTokenIdsOfTheCheckpointNotTheReleasedDefaults) {
+  auto vl = gemma4::load_config((tiny("tiny-e4b-vla") / "config.json").string());
+  ASSERT_OK(vl);
+  const std::string yaml = run_config_yaml(*vl, DType::kBF16);
+  for (const char* line : {"\n  image_token_id: 4\n", "\n  video_token_id: 7\n", "\n  audio_token_id: 8\n",
+                           "\n  vision_soft_tokens_per_image: 280\n", "\n  bos_token_id: 2\n", "\n  eos_token_id: 1\n",
+                           "\n  scatter_embedding_sequence_parallel: false\n"})
+    EXPECT_NE(yaml.find(line), std::string::npos) << line << yaml;
+  auto causal = gemma4::load_config((tiny("tiny-e2b") / "config.json").string());
+  ASSERT_OK(causal);
+  EXPECT_EQ(run_config_yaml(*causal, DType::kF32).find("image_token_id"), std::string::npos) << "text providers have no such field";
 }
 
 TEST(Hf2Mcore, RefusesToReplaceAnExistingOutputWithoutForce) {

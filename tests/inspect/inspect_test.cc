@@ -5,6 +5,7 @@
 #include <set>
 
 #include "convert/hf2mcore.h"
+#include "convert/mcore_checkpoint.h"
 #include "gemma4/synth.h"
 #include "runtime/safetensors_set.h"
 #include "runtime/safetensors_writer.h"
@@ -231,6 +232,30 @@ TEST(InspectMcore, ConvertedTinyCheckpointsHaveNoProblemsAndAreRecognised) {
     EXPECT_TRUE(r->problems.empty()) << r->problems[0].message;
     EXPECT_TRUE(r->scanned);
     EXPECT_EQ(r->layer_keys, std::string(name) == "tiny-e2b" ? "per-layer" : "stacked");
+  }
+}
+
+TEST(InspectMcore, TowerCheckpointsWithClippedLinearsAreCleanOnBothSidesAndKeepTheirScalarBoundsZeroD) {
+  testing::ScratchDir dir;
+  for (const char* name : {"tiny-e4b-vla", "tiny-26b-a4b-vl"}) {
+    auto hf = inspect_hf(testing::source_dir() / "testdata" / name, {true, nullptr});
+    ASSERT_OK(hf);
+    EXPECT_TRUE(hf->problems.empty()) << name << ": " << inspect_report_text(*hf);
+    EXPECT_GT(hf->tower_tensors, 0u);
+    convert::Hf2McoreOptions o;
+    o.hf = testing::source_dir() / "testdata" / name;
+    o.out = dir / name;
+    ASSERT_OK(convert::hf2mcore(o));
+    auto r = inspect_mcore(dir / name, {true, nullptr});
+    ASSERT_OK(r);
+    EXPECT_TRUE(r->problems.empty()) << name << ": " << r->problems[0].message;
+    EXPECT_TRUE(r->scanned);
+    EXPECT_EQ(r->tower_tensors, hf->tower_tensors) << name;
+    auto ckpt = convert::McoreCheckpoint::open(dir / name);
+    ASSERT_OK(ckpt);
+    const auto* bound = (*ckpt)->find("vision_tower.encoder.layers.0.self_attn.q_proj.input_max");
+    ASSERT_NE(bound, nullptr) << name;
+    EXPECT_TRUE(bound->shape.empty()) << shape_to_string(bound->shape);
   }
 }
 
