@@ -1,5 +1,6 @@
-// Test helper: patch one stored parameter of a Megatron checkpoint written by hf2mcore, in place, to plant
-// a conversion bug (the .distcp bytes are rewritten; our reader does not check the zip CRC).
+// Test helpers that edit a Megatron checkpoint to plant defects: patch one stored parameter of a checkpoint
+// written by hf2mcore, in place, to plant a conversion bug (the .distcp bytes are rewritten; our reader does not
+// check the zip CRC); rewrite .metadata; replace a tensor by one of another shape.
 #pragma once
 
 #include <filesystem>
@@ -7,7 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "runtime/dtype.h"
 #include "runtime/tensor_info.h"
+#include "runtime/torch/py_value.h"
 
 namespace g4::testing {
 
@@ -15,5 +18,23 @@ namespace g4::testing {
 // the stored dtype. `index` is the position on the stacked axes ({} for unstacked keys).
 void edit_mcore_param(const std::filesystem::path& checkpoint, const std::string& key, const std::vector<int64_t>& index,
                       const Shape& shape, const std::function<void(std::vector<float>&)>& edit);
+
+// Rewrites `dir`/.metadata (a DCP directory): every node of its unpickled object graph is rebuilt bottom-up and
+// passed to `replace`, which returns it or a substitute. Plants inconsistencies our writer refuses to write.
+void edit_dcp_metadata(const std::filesystem::path& dir, const std::function<torch::PyPtr(const torch::PyPtr&)>& replace);
+// torch.Size(dims) as .metadata pickles it, and whether `v` is one with exactly these dims.
+torch::PyPtr torch_size(const std::vector<int64_t>& dims);
+bool is_torch_size(const torch::PyValue& v, const std::vector<int64_t>& dims);
+
+// Makes the chunk of `key` at offsets `from` claim offsets `to` in .metadata (its blob stays): with `to` on
+// another chunk, two chunks overlap and `from` becomes a hole of the same size.
+void move_dcp_chunk(const std::filesystem::path& checkpoint, const std::string& key, const std::vector<int64_t>& from,
+                    const std::vector<int64_t>& to);
+// Replaces tensor `key` of a Megatron checkpoint (root or iteration directory) by one of `shape` in one chunk,
+// holding `values` (row-major, stored as `dtype`), written into a new .distcp file.
+void replace_mcore_tensor(const std::filesystem::path& checkpoint, const std::string& key, DType dtype, const Shape& shape,
+                          const std::vector<float>& values);
+// A stored tensor's values as f32 (whole tensor, any chunking).
+std::vector<float> read_mcore_tensor(const std::filesystem::path& checkpoint, const std::string& key);
 
 }  // namespace g4::testing

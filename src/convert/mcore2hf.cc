@@ -34,7 +34,7 @@ class SlabCache {
       if (auto it = slabs_.find(param); it != slabs_.end()) return it->second;
     }
     const MegatronParam& p = plan_.params[param];
-    G4_ASSIGN_OR_RETURN(std::shared_ptr<const Slab> slab, ckpt_.read_slab(p.slot.key, p.slot.index, p.shape));
+    G4_ASSIGN_OR_RETURN(std::shared_ptr<const Slab> slab, ckpt_.read_slab(p.slot.key, p.slot.index, p.slot.axes, p.shape));
     std::lock_guard lock(mutex_);
     return slabs_.try_emplace(param, slab).first->second;
   }
@@ -80,7 +80,12 @@ Result<ConvertSummary> mcore2hf(const Mcore2HfOptions& options) {
   G4_RETURN_IF_ERROR(check_contract(plan));
   const std::vector<HfGather> gathers = invert_plan(plan);
 
-  // Every parameter must be stored; anything else of the model in the checkpoint is reported.
+  // Every parameter must be stored with the config's shape (read_slab checks stacked layer axes); per-layer keys
+  // of layers beyond the config's are a checkpoint the config does not describe, not a smaller model.
+  if (const std::string extra = ckpt->key_beyond_layers(plan.prefix, config.text.num_hidden_layers); !extra.empty())
+    return Status::mismatch(where + ": '" + extra + "' is a layer the config does not have (it has " +
+                            std::to_string(config.text.num_hidden_layers) + " layers)");
+  // Anything else of the model in the checkpoint is reported.
   std::set<std::string> mapped_keys;
   for (const MegatronParam& p : plan.params) {
     if (!ckpt->find(p.slot.key)) return Status::not_found(where + ": tensor '" + p.slot.key + "' (" + p.name + ") is missing");

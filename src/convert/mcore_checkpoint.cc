@@ -94,102 +94,132 @@ std::string McoreCheckpoint::fused_weights_marker() const {
   return {};
 }
 
+std::string McoreCheckpoint::key_beyond_layers(const std::string& prefix, int64_t layers) const {
+  const std::string head = prefix + "decoder.layers.";
+  for (const auto& [key, entry] : metadata_.tensors) {
+    if (!key.starts_with(head)) continue;
+    size_t end = head.size();
+    int64_t layer = 0;
+    for (; end < key.size() && std::isdigit(static_cast<unsigned char>(key[end])); ++end)
+      layer = std::min<int64_t>(layer * 10 + (key[end] - '0'), layers + 1);  // capped: no overflow
+    if (end > head.size() && end < key.size() && key[end] == '.' && layer >= layers) return key;
+  }
+  return {};
+}
+
 const dcp::TensorEntry* McoreCheckpoint::find(const std::string& key) const {
   auto it = metadata_.tensors.find(key);
   return it == metadata_.tensors.end() ? nullptr : &it->second;
 }
 
+namespace {
+
+// Row-major element index of `pos - origin` in a box of `sizes`.
+uint64_t linear_index(const std::vector<int64_t>& pos, const std::vector<int64_t>& origin, const std::vector<int64_t>& sizes) {
+  uint64_t at = 0;
+  for (size_t d = 0; d < pos.size(); ++d) at = at * static_cast<uint64_t>(sizes[d]) + static_cast<uint64_t>(pos[d] - origin[d]);
+  return at;
+}
+
+}  // namespace
+
 Result<std::shared_ptr<const Slab>> McoreCheckpoint::read_slab(const std::string& key, const std::vector<int64_t>& index,
-                                                               const Shape& shape) const {
+                                                               const std::vector<int64_t>& axes, const Shape& shape) const {
   const std::string where = iter_.string() + ": '" + key + "'";
   const dcp::TensorEntry* entry = find(key);
   if (!entry) return Status::not_found(where + " is missing");
-  Shape global(index.size(), 0);
-  for (size_t d = 0; d < index.size(); ++d) global[d] = entry->shape.size() > d ? entry->shape[d] : -1;
-  global.insert(global.end(), shape.begin(), shape.end());
-  if (entry->shape != global || [&] {
-        for (size_t d = 0; d < index.size(); ++d)
-          if (index[d] >= entry->shape[d]) return true;
-        return false;
-      }())
+  if (!entry->chunk_problem.empty()) return Status::corruption(entry->chunk_problem);
+  // The whole stored tensor, stacked axes included, must be what the caller's config implies.
+  Shape expected = axes;
+  expected.insert(expected.end(), shape.begin(), shape.end());
+  if (entry->shape != expected)
     return Status::invalid_argument(where + " has shape " + shape_to_string(entry->shape) + ", the config implies " +
-                                    shape_to_string(global) + " with this layer at " + shape_to_string(index));
-  std::vector<int64_t> box_off = index, box_size(index.size(), 1);
+                                    shape_to_string(expected));
+  if (index.size() != axes.size())
+    return Status::internal(where + ": position " + shape_to_string(index) + " on stacked axes " + shape_to_string(axes));
+  for (size_t d = 0; d < index.size(); ++d)
+    if (index[d] < 0 || index[d] >= axes[d])
+      return Status::internal(where + ": position " + shape_to_string(index) + " outside stacked axes " + shape_to_string(axes));
+
+  // The box read: one position on the stacked axes, everything of the parameter's own dims.
+  const size_t lead = index.size(), rank = expected.size();
+  std::vector<int64_t> box_off = index, box_size(lead, 1);
   for (int64_t d : shape) box_off.push_back(0), box_size.push_back(d);
   auto slab = std::make_shared<Slab>();
   slab->dtype = entry->dtype;
   const size_t es = dtype_size(entry->dtype);
-  const size_t lead = index.size();
-  slab->size = checked_numel(box_size).value_or(0) * es;
-  // Zero-copy when every intersecting chunk spans the whole parameter except along its dim 0.
-  const uint64_t row_bytes = shape.empty() ? es : checked_numel(Shape(shape.begin() + 1, shape.end())).value_or(0) * es;
-  std::vector<const dcp::TensorChunk*> row_chunks;
-  bool rows_only = !shape.empty();
-  for (const dcp::TensorChunk& c : entry->chunks) {
-    bool intersects = true;
-    for (size_t d = 0; d < lead; ++d) intersects &= c.offsets[d] <= index[d] && index[d] < c.offsets[d] + c.sizes[d];
-    if (!intersects) continue;
-    bool ok = true;
-    for (size_t d = 0; d < lead; ++d) ok &= c.sizes[d] == 1;
-    for (size_t d = lead + 1; d < c.offsets.size(); ++d) ok &= c.offsets[d] == 0 && c.sizes[d] == entry->shape[d];
-    rows_only &= ok;
-    row_chunks.push_back(&c);
-  }
-  if (rows_only) {
-    std::sort(row_chunks.begin(), row_chunks.end(), [&](auto* a, auto* b) { return a->offsets[lead] < b->offsets[lead]; });
-    int64_t next = 0;
-    for (const dcp::TensorChunk* c : row_chunks) {
-      if (c->offsets[lead] != next) { rows_only = false; break; }
-      next += c->sizes[lead];
-    }
-    rows_only &= next == shape[0];
-  }
-  if (rows_only) {
-    for (const dcp::TensorChunk* c : row_chunks) {
-      G4_ASSIGN_OR_RETURN(torch::TensorView v, dcp::read_chunk(iter_, *c, maps_, key));
-      if (v.dtype != entry->dtype) return Status::corruption(where + ": blob dtype differs from .metadata");
-      slab->parts.push_back({static_cast<uint64_t>(c->offsets[lead]) * row_bytes, v.data});
-    }
-    return std::shared_ptr<const Slab>(std::move(slab));
-  }
-  // Any other chunking (TP splits of another writer): copy each chunk's intersection with the box.
-  if (box_off.empty()) return Status::corruption(where + ": no chunk holds this scalar");
   const uint64_t numel = checked_numel(box_size).value_or(0);
-  slab->owned.assign(numel * es, std::byte{0});
-  uint64_t covered = 0;
-  const size_t rank = box_off.size();
+  slab->size = numel * es;
+  if (numel == 0) return std::shared_ptr<const Slab>(std::move(slab));  // an empty parameter has no parts
+
+  // The chunks that meet the box (the chunks tile the tensor exactly: each element lies in one), with the
+  // intersection [lo, hi). A chunk spanning all of the parameter's dims after its first holds its part of the
+  // box as one contiguous run, laid out as in the slab: a view, no copy (rows of a dim-0 split, a whole stack
+  // in one chunk, a 0-d or 1-D parameter). Any other chunking (column splits) is copied into one buffer.
+  struct Meet {
+    const dcp::TensorChunk* chunk;
+    std::vector<int64_t> lo, hi;
+  };
+  std::vector<Meet> meets;
+  bool views = true;
   for (const dcp::TensorChunk& c : entry->chunks) {
-    std::vector<int64_t> lo(rank), hi(rank);
+    Meet m{&c, std::vector<int64_t>(rank), std::vector<int64_t>(rank)};
     bool empty = false;
     for (size_t d = 0; d < rank; ++d) {
-      lo[d] = std::max(box_off[d], c.offsets[d]);
-      hi[d] = std::min(box_off[d] + box_size[d], c.offsets[d] + c.sizes[d]);
-      empty |= lo[d] >= hi[d];
+      m.lo[d] = std::max(box_off[d], c.offsets[d]);
+      m.hi[d] = std::min(box_off[d] + box_size[d], c.offsets[d] + c.sizes[d]);
+      empty |= m.lo[d] >= m.hi[d];
     }
     if (empty) continue;
-    G4_ASSIGN_OR_RETURN(torch::TensorView v, dcp::read_chunk(iter_, c, maps_, key));
-    if (v.dtype != entry->dtype) return Status::corruption(where + ": blob dtype differs from .metadata");
-    // Walk the intersection one innermost run at a time.
-    const int64_t run = hi[rank - 1] - lo[rank - 1];
-    std::vector<int64_t> pos = lo;
-    while (true) {
-      uint64_t src = 0, dst = 0;
-      for (size_t d = 0; d < rank; ++d) {
-        src = src * static_cast<uint64_t>(c.sizes[d]) + static_cast<uint64_t>(pos[d] - c.offsets[d]);
-        dst = dst * static_cast<uint64_t>(box_size[d]) + static_cast<uint64_t>(pos[d] - box_off[d]);
-      }
-      std::memcpy(slab->owned.data() + dst * es, v.data.data() + src * es, static_cast<size_t>(run) * es);
-      covered += static_cast<uint64_t>(run);
-      int d = static_cast<int>(rank) - 2;  // odometer over every dim but the innermost
-      for (; d >= 0; --d) {
-        if (++pos[d] < hi[d]) break;
-        pos[d] = lo[d];
-      }
-      if (d < 0) break;
-    }
+    for (size_t d = lead + 1; d < rank; ++d) views &= c.offsets[d] == 0 && c.sizes[d] == expected[d];
+    meets.push_back(std::move(m));
   }
-  if (covered != numel) return Status::corruption(where + ": the chunks do not cover layer " + shape_to_string(index) + " exactly");
-  slab->parts = {{0, std::span<const std::byte>(slab->owned)}};
+  std::vector<torch::TensorView> blobs;
+  for (const Meet& m : meets) {
+    G4_ASSIGN_OR_RETURN(torch::TensorView v, dcp::read_chunk(iter_, *m.chunk, maps_, key));
+    if (v.dtype != entry->dtype) return Status::corruption(where + ": blob dtype differs from .metadata");
+    if (v.data.size() != checked_numel(m.chunk->sizes).value_or(0) * es) return Status::corruption(where + ": blob size differs from its shape");
+    blobs.push_back(v);
+  }
+
+  if (views) {
+    for (size_t k = 0; k < meets.size(); ++k) {
+      const Meet& m = meets[k];
+      uint64_t count = 1;
+      for (size_t d = 0; d < rank; ++d) count *= static_cast<uint64_t>(m.hi[d] - m.lo[d]);
+      const uint64_t src = linear_index(m.lo, m.chunk->offsets, m.chunk->sizes), dst = linear_index(m.lo, box_off, box_size);
+      slab->parts.push_back({dst * es, blobs[k].data.subspan(src * es, count * es)});
+    }
+    std::sort(slab->parts.begin(), slab->parts.end(), [](const Slab::Part& a, const Slab::Part& b) { return a.begin < b.begin; });
+  } else {
+    slab->owned.assign(numel * es, std::byte{0});
+    for (size_t k = 0; k < meets.size(); ++k) {
+      const Meet& m = meets[k];
+      const dcp::TensorChunk& c = *m.chunk;
+      // Walk the intersection one innermost run at a time (rank >= 2 here: a split after the parameter's dim 0).
+      const uint64_t run = static_cast<uint64_t>(m.hi[rank - 1] - m.lo[rank - 1]);
+      std::vector<int64_t> pos = m.lo;
+      while (true) {
+        const uint64_t src = linear_index(pos, c.offsets, c.sizes), dst = linear_index(pos, box_off, box_size);
+        std::memcpy(slab->owned.data() + dst * es, blobs[k].data.data() + src * es, run * es);
+        int d = static_cast<int>(rank) - 2;  // odometer over every dim but the innermost
+        for (; d >= 0; --d) {
+          if (++pos[d] < m.hi[d]) break;
+          pos[d] = m.lo[d];
+        }
+        if (d < 0) break;
+      }
+    }
+    slab->parts = {{0, std::span<const std::byte>(slab->owned)}};
+  }
+  // Exact tiling was checked on the whole tensor when .metadata was read; the parts must tile the slab.
+  uint64_t next = 0;
+  for (const Slab::Part& p : slab->parts) {
+    if (p.begin != next) break;
+    next += p.bytes.size();
+  }
+  if (next != slab->size)
+    return Status::internal(where + ": the chunks do not tile " + shape_to_string(index) + " of the stacked axes");
   return std::shared_ptr<const Slab>(std::move(slab));
 }
 

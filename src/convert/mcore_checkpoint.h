@@ -67,14 +67,20 @@ class McoreCheckpoint {
   // A key that marks a Megatron-Bridge checkpoint from before 2026-07-09, whose router and shared-expert weights
   // have norm ratios folded in (megatron-bridge-layout.md §2); empty when there is none.
   std::string fused_weights_marker() const;
+  // The first per-layer key ("<prefix>decoder.layers.<i>.…") of a layer `i` >= `layers`, the config's count: a
+  // checkpoint holding more layers than its config says; empty when there is none.
+  std::string key_beyond_layers(const std::string& prefix, int64_t layers) const;
   // The file and offset a view returned by read_slab lies at (for tools that patch a checkpoint in place).
   std::optional<std::pair<std::filesystem::path, uint64_t>> locate(std::span<const std::byte> bytes) const;
   // Drops the resident pages under `bytes` (a view into one of the mapped .distcp files) after streaming it.
   void release(std::span<const std::byte> bytes) const;
 
-  // The slab at `index` on the prepended axes of `key`, with `shape` (the parameter's own shape).
-  // Thread-safe. Errors name the checkpoint and key (missing key, shape disagreeing with the config, holes).
-  Result<std::shared_ptr<const Slab>> read_slab(const std::string& key, const std::vector<int64_t>& index, const Shape& shape) const;
+  // The slab at `index` on the prepended (stacked) axes `axes` of `key`, with `shape` (the parameter's own
+  // shape); the stored tensor must have exactly the shape `axes ++ shape` the caller's config implies, and its
+  // chunks must tile it exactly. Any rank, 0-d and empty tensors included. Thread-safe. Errors name the
+  // checkpoint and key (missing key, shape disagreeing with the config, chunks overlapping or leaving a hole).
+  Result<std::shared_ptr<const Slab>> read_slab(const std::string& key, const std::vector<int64_t>& index,
+                                                const std::vector<int64_t>& axes, const Shape& shape) const;
 
  private:
   std::filesystem::path iter_;

@@ -2,10 +2,18 @@
 
 #include <algorithm>
 
+#include "convert/conversion_plan.h"
 #include "convert/mcore_files.h"
 
 namespace g4::forward {
 namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::string_view kLayers = "decoder.layers.", kAttention = "self_attention.";
+constexpr std::string_view kWordEmbeddings = "embedding.word_embeddings.weight";
+
+}  // namespace
 
 Result<McoreWeights> McoreWeights::open(const fs::path& dir, const fs::path& config_path) {
   McoreWeights w;
@@ -16,17 +24,25 @@ Result<McoreWeights> McoreWeights::open(const fs::path& dir, const fs::path& con
     return Status::not_found(w.ckpt_->iteration_dir().string() + ": no " + std::string(convert::kHfConfigFile) + "; pass the HF config.json");
   G4_ASSIGN_OR_RETURN(w.config_, gemma4::load_config(cfg.string()));
   w.prefix_ = w.config_.form == gemma4::ModelForm::kConditional ? "language_model." : "";
+  // Each parameter's own shape as the config implies it (the plan's shapes; where it is stored is resolved
+  // below, independently of the plan's storage slots).
+  G4_ASSIGN_OR_RETURN(convert::ConversionPlan plan, convert::build_plan(w.config_, {}));
+  for (const convert::MegatronParam& p : plan.params) w.shapes_[p.name] = p.shape;
+  if (const std::string extra = w.ckpt_->key_beyond_layers(w.prefix_, w.config_.text.num_hidden_layers); !extra.empty())
+    return Status::mismatch(w.ckpt_->iteration_dir().string() + ": '" + extra + "' is a layer the config does not have (it has " +
+                            std::to_string(w.config_.text.num_hidden_layers) + " layers)");
   return w;
 }
 
 Result<McoreWeights::Param> McoreWeights::param(const std::string& name) const {
-  static const std::string kLayers = "decoder.layers.", kAttention = "self_attention.";
   const std::string where = ckpt_->iteration_dir().string();
+  auto known = shapes_.find(prefix_ + name);
+  if (known == shapes_.end()) return Status::not_found(where + ": '" + prefix_ + name + "' is not a parameter of the config's model");
+  const Shape& shape = known->second;
+  if (name == kWordEmbeddings) return word_embeddings(prefix_ + name, shape);
   if (!name.starts_with(kLayers)) {
-    const dcp::TensorEntry* e = ckpt_->find(prefix_ + name);
-    if (!e) return Status::not_found(where + ": '" + prefix_ + name + "' is missing");
-    G4_ASSIGN_OR_RETURN(auto slab, ckpt_->read_slab(e->fqn, {}, e->shape));
-    return Param{std::move(slab), e->shape, e->fqn};
+    G4_ASSIGN_OR_RETURN(auto slab, ckpt_->read_slab(prefix_ + name, {}, {}, shape));
+    return Param{std::move(slab), shape, prefix_ + name};
   }
   // decoder.layers.<l>.<rest>: attention lives in per-type stacks ranked among layers of the same type.
   const size_t dot = name.find('.', kLayers.size());
@@ -34,22 +50,49 @@ Result<McoreWeights::Param> McoreWeights::param(const std::string& name) const {
   std::string rest = name.substr(dot + 1);
   const auto& layers = config_.text.layers;
   if (l < 0 || l >= static_cast<int>(layers.size())) return Status::invalid_argument("no layer " + std::to_string(l));
-  int64_t rank = l;
+  int64_t rank = l, stacked = static_cast<int64_t>(layers.size());
   if (rest.starts_with(kAttention)) {
     const bool full = layers[l].type == gemma4::LayerType::kFull;
     rest = (full ? "self_attention_global." : "self_attention_sliding.") + rest.substr(kAttention.size());
-    rank = std::count_if(layers.begin(), layers.begin() + l, [&](const gemma4::LayerSpec& s) { return s.type == layers[l].type; });
+    auto same_type = [&](const gemma4::LayerSpec& s) { return s.type == layers[l].type; };
+    rank = std::count_if(layers.begin(), layers.begin() + l, same_type);
+    stacked = std::count_if(layers.begin(), layers.end(), same_type);
   }
-  if (const dcp::TensorEntry* e = ckpt_->find(prefix_ + kLayers + std::to_string(l) + "." + rest)) {  // per-layer keys
-    G4_ASSIGN_OR_RETURN(auto slab, ckpt_->read_slab(e->fqn, {}, e->shape));
-    return Param{std::move(slab), e->shape, e->fqn};
+  const std::string per_layer = prefix_ + std::string(kLayers) + std::to_string(l) + "." + rest;
+  if (ckpt_->find(per_layer)) {
+    G4_ASSIGN_OR_RETURN(auto slab, ckpt_->read_slab(per_layer, {}, {}, shape));
+    return Param{std::move(slab), shape, per_layer};
   }
-  const dcp::TensorEntry* e = ckpt_->find(prefix_ + kLayers + rest);
-  if (!e) return Status::not_found(where + ": no stored tensor for '" + prefix_ + name + "'");
-  if (e->shape.empty()) return Status::mismatch(where + ": '" + e->fqn + "' has no layer axis");
-  const Shape shape(e->shape.begin() + 1, e->shape.end());
-  G4_ASSIGN_OR_RETURN(auto slab, ckpt_->read_slab(e->fqn, {rank}, shape));
-  return Param{std::move(slab), shape, e->fqn};
+  const std::string key = prefix_ + std::string(kLayers) + rest;
+  if (!ckpt_->find(key)) return Status::not_found(where + ": no stored tensor for '" + prefix_ + name + "'");
+  // The stacked axis holds exactly the config's layers (of this type): a checkpoint with more is refused.
+  G4_ASSIGN_OR_RETURN(auto slab, ckpt_->read_slab(key, {rank}, {stacked}, shape));
+  return Param{std::move(slab), shape, key};
+}
+
+Result<McoreWeights::Param> McoreWeights::word_embeddings(const std::string& key, const Shape& shape) const {
+  // Megatron-Bridge pads the vocabulary with zero rows (to a multiple of 128): the forward reads the config's
+  // rows, which are the same values, and refuses padding rows that are not zero (no semantics for them here).
+  const dcp::TensorEntry* e = ckpt_->find(key);
+  const bool padded = e && e->shape.size() == 2 && shape.size() == 2 && e->shape[1] == shape[1] && e->shape[0] > shape[0];
+  G4_ASSIGN_OR_RETURN(auto slab, ckpt_->read_slab(key, {}, {}, padded ? e->shape : shape));
+  if (padded) {
+    if (!dtype_is_float(slab->dtype)) return Status::not_supported(ckpt_->iteration_dir().string() + ": '" + key + "' is not floating point");
+    const size_t es = dtype_size(slab->dtype);
+    const uint64_t row = static_cast<uint64_t>(shape[1]) * es;
+    std::vector<float> values(static_cast<size_t>(shape[1]));
+    for (int64_t r = shape[0]; r < e->shape[0]; ++r) {
+      (void)slab->visit(static_cast<uint64_t>(r) * row, static_cast<uint64_t>(r + 1) * row, [&](std::span<const std::byte> src, uint64_t at) {
+        to_f32(slab->dtype, src.data(), values.data() + at / es, src.size() / es);
+        return Status();
+      });
+      if (std::any_of(values.begin(), values.end(), [](float v) { return v != 0.0f; }))
+        return Status::not_supported(ckpt_->iteration_dir().string() + ": '" + key + "' has shape " + shape_to_string(e->shape) +
+                                     ", the config's vocab is " + std::to_string(shape[0]) + " rows, and padding row " +
+                                     std::to_string(r) + " is not zero (padded vocab with trained padding rows is not supported)");
+    }
+  }
+  return Param{std::move(slab), shape, key};
 }
 
 void McoreWeights::convert(const Param& prm, uint64_t first, uint64_t count, float* out, const Precision& p) const {

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,12 +40,15 @@ class McoreWeights {
     Shape shape;
     std::string key;
   };
+  // Reads `name` (no prefix) with exactly the shape the config implies, stacked axis included.
   Result<Param> param(const std::string& name) const;
+  Result<Param> word_embeddings(const std::string& key, const Shape& shape) const;
   void convert(const Param& param, uint64_t first, uint64_t count, float* out, const Precision& p) const;
 
   gemma4::ModelConfig config_;
   std::shared_ptr<convert::McoreCheckpoint> ckpt_;
   std::string prefix_;  // "" or "language_model."
+  std::map<std::string, Shape> shapes_;  // module name (with prefix) -> the parameter's shape per the config
 };
 
 }  // namespace g4::forward

@@ -8,7 +8,6 @@
 #include "convert/v_slot_drift.h"
 #include "gemma4/presets.h"
 #include "inspect/hf_inspect.h"
-#include "runtime/dcp/dcp_writer.h"
 #include "runtime/finite_scan.h"
 
 namespace g4 {
@@ -16,17 +15,6 @@ namespace fs = std::filesystem;
 using convert::ConversionPlan;
 using convert::is_training_state_key;
 using convert::McoreCheckpoint;
-
-namespace {
-
-void check_chunks(const dcp::TensorEntry& entry, InspectReport& r) {
-  std::vector<std::vector<int64_t>> offsets;
-  std::vector<Shape> sizes;
-  for (const auto& c : entry.chunks) offsets.push_back(c.offsets), sizes.push_back(c.sizes);
-  if (Status s = dcp::check_chunk_cover(entry.fqn, entry.shape, offsets, sizes); !s.ok()) r.problems.push_back({"index", s.message()});
-}
-
-}  // namespace
 
 bool is_hf_checkpoint(const fs::path& dir) { return fs::exists(dir / "config.json"); }
 
@@ -46,7 +34,7 @@ Result<InspectReport> inspect_mcore(const fs::path& dir, const InspectOptions& o
     ++r.tensors;
     r.bytes += checked_numel(entry.shape).value_or(0) * dtype_size(entry.dtype);
     ++r.dtypes[std::string(dtype_name(entry.dtype))];
-    check_chunks(entry, r);
+    if (!entry.chunk_problem.empty()) r.problems.push_back({"index", entry.chunk_problem});  // checked when .metadata was read
   }
   r.files = files.size();
   for (const auto& [key, where] : ckpt->metadata().byte_items) r.extra_state_objects += key.find("_extra_state") != std::string::npos;
@@ -99,7 +87,7 @@ Result<InspectReport> inspect_mcore(const fs::path& dir, const InspectOptions& o
   for (size_t s = 0; s < plan.hf.size() && structurally_ok; ++s) {
     if (gathers[s].duplicates.empty()) continue;
     const auto& p = plan.params[gathers[s].canonical[0].param];
-    auto slab = ckpt->read_slab(p.slot.key, p.slot.index, p.shape);
+    auto slab = ckpt->read_slab(p.slot.key, p.slot.index, p.slot.axes, p.shape);
     if (!slab.ok()) { r.problems.push_back({"index", slab.status().message()}); continue; }
     if (auto w = convert::v_slot_drift(plan, plan.hf[s], gathers[s], **slab)) r.problems.push_back({"v-drift", *w});
   }
@@ -108,7 +96,7 @@ Result<InspectReport> inspect_mcore(const fs::path& dir, const InspectOptions& o
     std::set<std::pair<std::string, std::vector<int64_t>>> seen;
     for (const auto& p : plan.params) {
       if (!seen.insert({p.slot.key, p.slot.index}).second) continue;
-      auto slab = ckpt->read_slab(p.slot.key, p.slot.index, p.shape);
+      auto slab = ckpt->read_slab(p.slot.key, p.slot.index, p.slot.axes, p.shape);
       if (!slab.ok()) { r.problems.push_back({"index", slab.status().message()}); continue; }
       NonFiniteCount bad;
       for (const auto& part : (*slab)->parts) {

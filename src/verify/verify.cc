@@ -70,14 +70,36 @@ LogitsReport compare_logits(const float* a, const float* b, int64_t vocab) {
   return r;
 }
 
+// The first architecture field in which two configs differ ("enable_moe_block: true (HF) vs false (Megatron)"),
+// in an order that names the most telling one first; empty when they describe the same model. Fields without
+// effect on the structure or the forward (token ids, use_cache, max_position_embeddings, ...) are not compared.
+std::string first_structure_difference(const gemma4::ModelConfig& hf, const gemma4::ModelConfig& mcore) {
+  if (hf.form != mcore.form)
+    return "form: " + std::string(gemma4::form_name(hf.form)) + " (HF) vs " + std::string(gemma4::form_name(mcore.form)) + " (Megatron)";
+  static const char* const kFields[] = {
+      "num_hidden_layers", "hidden_size", "vocab_size", "layer_types", "enable_moe_block", "num_experts", "top_k_experts",
+      "moe_intermediate_size", "intermediate_size", "use_double_wide_mlp", "num_attention_heads", "num_key_value_heads",
+      "head_dim", "global_head_dim", "num_global_key_value_heads", "per_layer_config", "attention_k_eq_v",
+      "num_kv_shared_layers", "hidden_size_per_layer_input", "vocab_size_per_layer_input", "sliding_window",
+      "tie_word_embeddings", "attention_bias", "hidden_activation", "final_logit_softcapping", "use_bidirectional_attention",
+      "rope_parameters", "rms_norm_eps"};
+  const nlohmann::json a = gemma4::text_config_to_json(hf.text), b = gemma4::text_config_to_json(mcore.text);
+  for (const char* field : kFields) {
+    const nlohmann::json& x = a.contains(field) ? a[field] : nlohmann::json();
+    const nlohmann::json& y = b.contains(field) ? b[field] : nlohmann::json();
+    if (x != y) return std::string(field) + ": " + x.dump() + " (HF) vs " + y.dump() + " (Megatron)";
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<VerifyReport> verify(const forward::HfWeights& hf, const forward::McoreWeights& mcore, const forward::ForwardInput& in,
                             forward::Backend& backend, const VerifyOptions& options) {
   const auto& cfg = hf.config().text;
-  const auto& mcfg = mcore.config().text;
-  if (cfg.num_hidden_layers != mcfg.num_hidden_layers || cfg.hidden_size != mcfg.hidden_size || cfg.vocab_size != mcfg.vocab_size)
-    return Status::mismatch("the HF and Megatron configs describe different models (layers, hidden size or vocab)");
+  // Two checkpoints of different structure have nothing to compare layer by layer: refused up front.
+  if (const std::string d = first_structure_difference(hf.config(), mcore.config()); !d.empty())
+    return Status::mismatch("the HF and Megatron checkpoints describe different models (" + d + "): " + mcore.iteration_dir().string());
   std::vector<forward::LayerTrace> trace_hf, trace_mc;
   forward::ForwardOptions o;
   o.mode = options.mode;

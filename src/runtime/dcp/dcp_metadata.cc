@@ -1,5 +1,6 @@
 #include "runtime/dcp/dcp_metadata.h"
 
+#include "runtime/dcp/chunk_cover.h"
 #include "runtime/torch/pickle_reader.h"
 
 namespace g4::dcp {
@@ -118,13 +119,20 @@ Result<Metadata> parse_metadata(std::span<const std::byte> bytes, const std::str
       G4_ASSIGN_OR_RETURN(c.sizes, size_of(*cs->get("sizes"), where + " chunk sizes"));
       if (c.offsets.size() != t.shape.size() || c.sizes.size() != t.shape.size())
         return Status::corruption(where + ": chunk rank differs from the tensor's");
-      for (size_t d = 0; d < t.shape.size(); ++d)
-        if (c.offsets[d] + c.sizes[d] > t.shape[d]) return Status::corruption(where + ": chunk lies outside the tensor");
+      for (size_t d = 0; d < t.shape.size(); ++d)  // no sum that could overflow: offset <= dim, size <= dim - offset
+        if (c.offsets[d] > t.shape[d] || c.sizes[d] > t.shape[d] - c.offsets[d])
+          return Status::corruption(where + ": chunk " + shape_to_string(c.sizes) + " at " + shape_to_string(c.offsets) +
+                                    " lies outside the tensor's " + shape_to_string(t.shape));
       auto it = locations.find({fqn, c.offsets});
       if (it == locations.end()) return Status::corruption(where + ": a chunk has no storage entry");
       c.where = it->second;
       t.chunks.push_back(std::move(c));
     }
+    // Overlaps and holes are recorded, not fatal: readers refuse the tensor, inspect lists every one.
+    std::vector<std::vector<int64_t>> offsets;
+    std::vector<Shape> sizes;
+    for (const TensorChunk& c : t.chunks) offsets.push_back(c.offsets), sizes.push_back(c.sizes);
+    if (Status cover = check_chunk_cover(where, t.shape, offsets, sizes); !cover.ok()) t.chunk_problem = cover.message();
     md.tensors[fqn] = std::move(t);
   }
   return md;

@@ -33,6 +33,10 @@ struct TensorEntry {
   DType dtype = DType::kF32;
   Shape shape;
   std::vector<TensorChunk> chunks;
+  // Why the chunks do not tile `shape` exactly (two overlapping, a hole; the message names the .metadata file and
+  // key); empty when they do. Checked once when .metadata is parsed; readers refuse the tensor, inspect reports
+  // it. A chunk of another rank or outside the tensor fails the parse.
+  std::string chunk_problem;
 };
 
 struct Metadata {

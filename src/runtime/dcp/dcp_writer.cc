@@ -85,47 +85,6 @@ PyPtr storage_info(const StoredAt& at) {
 
 }  // namespace
 
-Status check_chunk_cover(const std::string& fqn, const Shape& shape, const std::vector<std::vector<int64_t>>& offsets,
-                         const std::vector<Shape>& sizes) {
-  const size_t rank = shape.size();
-  const std::optional<uint64_t> total_numel = checked_numel(shape);
-  if (!total_numel) return Status::invalid_argument(fqn + ": invalid shape " + shape_to_string(shape));
-  const uint64_t total = *total_numel;
-  uint64_t covered = 0;
-  for (size_t c = 0; c < offsets.size(); ++c) {
-    if (offsets[c].size() != rank || sizes[c].size() != rank)
-      return Status::invalid_argument(fqn + ": chunk " + std::to_string(c) + " has the wrong rank");
-    uint64_t volume = 1;
-    for (size_t d = 0; d < rank; ++d) {
-      if (offsets[c][d] < 0 || sizes[c][d] < 0 || offsets[c][d] + sizes[c][d] > shape[d])
-        return Status::invalid_argument(fqn + ": chunk " + std::to_string(c) + " lies outside " + shape_to_string(shape));
-      volume *= static_cast<uint64_t>(sizes[c][d]);
-    }
-    covered += volume;
-  }
-  // Disjointness by a sweep along dim 0: only chunks whose dim-0 intervals overlap are compared.
-  std::vector<size_t> order(offsets.size());
-  for (size_t c = 0; c < order.size(); ++c) order[c] = c;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return offsets[a] < offsets[b]; });
-  std::vector<size_t> active;
-  for (size_t c : order) {
-    if (rank == 0) break;
-    std::erase_if(active, [&](size_t a) { return offsets[a][0] + sizes[a][0] <= offsets[c][0]; });
-    for (size_t a : active) {
-      bool overlap = true;
-      for (size_t d = 0; d < rank && overlap; ++d)
-        overlap = offsets[a][d] < offsets[c][d] + sizes[c][d] && offsets[c][d] < offsets[a][d] + sizes[a][d];
-      if (overlap && sizes[a] != Shape(rank, 0) && sizes[c] != Shape(rank, 0))
-        return Status::invalid_argument(fqn + ": chunks " + std::to_string(a) + " and " + std::to_string(c) + " overlap");
-    }
-    active.push_back(c);
-  }
-  if (rank == 0 ? offsets.size() != 1 : covered != total)
-    return Status::invalid_argument(fqn + ": chunks cover " + std::to_string(covered) + " of " + std::to_string(total) +
-                                    " elements");
-  return {};
-}
-
 Status write_empty_extra_state(torch::ZipWriter& zip) {
   torch::TorchSaveWriter w;
   PyPtr empty = w.tensor(DType::kU8, {0}, std::span<const std::byte>());

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/dcp/chunk_cover.h"
 #include "runtime/tensor_info.h"
 #include "runtime/thread_pool.h"
 #include "runtime/torch/torch_save.h"
@@ -46,10 +47,6 @@ struct DcpWriteOptions {
 // items and `.metadata` into `dir` (which must exist) and fsyncs them.
 Status write_dcp(const std::filesystem::path& dir, const std::vector<TensorToWrite>& tensors,
                  const std::vector<BytesToWrite>& byte_items, const DcpWriteOptions& options);
-
-// Checks the chunk geometry of one tensor (inside, disjoint, covering).
-Status check_chunk_cover(const std::string& fqn, const Shape& shape, const std::vector<std::vector<int64_t>>& offsets,
-                         const std::vector<Shape>& sizes);
 
 // torch.save([torch.empty(0, dtype=torch.uint8)]) — Transformer Engine's `_extra_state` without FP8 —
 // and torch.save([None]) — the `_extra_state` of Megatron's own linears.
