@@ -4,7 +4,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
@@ -43,14 +42,14 @@ std::vector<TopEntry> top_k(const float* logits, int64_t vocab, int k) {
   return out;
 }
 
-Status write_mats(const std::string& path, const std::vector<std::pair<std::string, const Mat*>>& mats, int64_t batch,
-                  int64_t seq) {
+Status write_mats(OutputFile& file, const std::vector<std::pair<std::string, const Mat*>>& mats, int64_t batch, int64_t seq) {
   std::vector<TensorSpec> specs;
   for (const auto& [name, m] : mats) specs.push_back({name, DType::kF32, {batch, seq, m->cols}});
-  return write_safetensors_file(path, specs, [&](size_t i, uint64_t offset, std::span<std::byte> out) {
+  G4_RETURN_IF_ERROR(write_safetensors_file(file.path(), specs, [&](size_t i, uint64_t offset, std::span<std::byte> out) {
     std::memcpy(out.data(), reinterpret_cast<const std::byte*>(mats[i].second->v.data()) + offset, out.size());
     return Status();
-  }, {});
+  }, {}));
+  return file.commit();
 }
 
 json routing_json(const ForwardResult& r) {
@@ -85,6 +84,7 @@ void add_forward_command(CLI::App& app, const GlobalOptions& global, int& exit_c
   struct Args {
     std::string hf, mcore, input, ids, dtype = "fp32", logits, hidden, routing, gemm = "blas";
     int top = 5;
+    bool force = false;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("forward", "run the reference forward: HF transformers' semantics (--hf) or Megatron-Bridge's (--mcore)");
@@ -100,10 +100,21 @@ void add_forward_command(CLI::App& app, const GlobalOptions& global, int& exit_c
   cmd->add_option("--logits", args->logits, "write F32 'logits' [B,S,V] to this safetensors file");
   cmd->add_option("--hidden", args->hidden, "write F32 'hidden.0' (embedding) and 'hidden.{l+1}' (after layer l) [B,S,H]");
   cmd->add_option("--routing", args->routing, "write the chosen experts and weights of every MoE layer as JSON");
+  cmd->add_flag("--force", args->force, "replace existing --logits/--hidden/--routing files");
   cmd->add_option("--gemm", args->gemm, "blas (default) or loops: the CPU GEMM, for benchmarks")->check(CLI::IsMember({"blas", "loops"}));
   cmd->callback([args, &global, &exit_code] {
     if (args->input.empty() && args->ids.empty()) { exit_code = report_error("forward needs --input or --ids"); return; }
     if (args->hf.empty() == args->mcore.empty()) { exit_code = report_error("forward needs --hf or --mcore"); return; }
+    // Every output is claimed before any work, so a bad path fails at once and never touches an input.
+    OutputPolicy policy = output_policy(args->force);
+    for (const std::string* read : {&args->hf, &args->mcore, &args->input}) policy.protect(*read);
+    std::optional<OutputFile> logits_out, hidden_out, routing_out;
+    for (auto [path, out] : {std::pair{&args->logits, &logits_out}, {&args->hidden, &hidden_out}, {&args->routing, &routing_out}}) {
+      if (path->empty()) continue;
+      auto f = policy.file(*path);
+      if (!f.ok()) { exit_code = report_error(f.status().message()); return; }
+      out->emplace(std::move(*f));
+    }
     auto in = read_forward_input(args->input, args->ids);
     if (!in.ok()) { exit_code = report_error(in.status().message()); return; }
     std::optional<HfWeights> hf_weights;
@@ -133,20 +144,19 @@ void add_forward_command(CLI::App& app, const GlobalOptions& global, int& exit_c
     if (!r.ok()) { exit_code = report_error(source + ": " + r.status().message()); return; }
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-    if (!args->logits.empty()) {
-      Status s = write_mats(args->logits, {{"logits", &r->logits}}, r->batch, r->seq);
+    if (logits_out) {
+      Status s = write_mats(*logits_out, {{"logits", &r->logits}}, r->batch, r->seq);
       if (!s.ok()) { exit_code = report_error(s.message()); return; }
     }
-    if (!args->hidden.empty()) {
+    if (hidden_out) {
       std::vector<std::pair<std::string, const Mat*>> mats;
       for (size_t i = 0; i < r->hidden.size(); ++i) mats.push_back({"hidden." + std::to_string(i), &r->hidden[i]});
-      Status s = write_mats(args->hidden, mats, r->batch, r->seq);
+      Status s = write_mats(*hidden_out, mats, r->batch, r->seq);
       if (!s.ok()) { exit_code = report_error(s.message()); return; }
     }
-    if (!args->routing.empty()) {
-      std::ofstream out(args->routing);
-      out << routing_json(*r).dump() << "\n";
-      if (!out) { exit_code = report_error(args->routing + ": cannot write"); return; }
+    if (routing_out) {
+      Status s = routing_out->write_and_commit(routing_json(*r).dump() + "\n");
+      if (!s.ok()) { exit_code = report_error(s.message()); return; }
     }
 
     json rows = json::array();

@@ -37,7 +37,7 @@ void add_hf2mcore_command(CLI::App& app, const GlobalOptions& global, int& exit_
     o.out = args->out;
     o.threads = global.threads;
     o.dtype = parse_dtype_option(args->dtype);
-    o.force = args->force;
+    o.output = output_policy(args->force);
     o.allow_non_finite = args->allow_non_finite;
     o.layout = args->release ? convert::IterationLayout::kRelease : convert::IterationLayout::kBridge;
     const auto start = std::chrono::steady_clock::now();

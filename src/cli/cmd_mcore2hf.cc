@@ -37,7 +37,7 @@ void add_mcore2hf_command(CLI::App& app, const GlobalOptions& global, int& exit_
     o.max_shard_bytes = *max_shard;
     o.threads = global.threads;
     o.dtype = parse_dtype_option(args->dtype);
-    o.force = args->force;
+    o.output = output_policy(args->force);
     o.allow_non_finite = args->allow_non_finite;
     const auto start = std::chrono::steady_clock::now();
     Result<convert::ConvertSummary> summary = [&] {

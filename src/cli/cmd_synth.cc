@@ -46,7 +46,7 @@ void add_synth_command(CLI::App& app, const GlobalOptions& global, int& exit_cod
     o.dtype = args->dtype == "bf16" ? DType::kBF16 : args->dtype == "fp16" ? DType::kF16 : DType::kF32;
     o.form = args->form == "conditional" ? gemma4::ModelForm::kConditional : gemma4::ModelForm::kCausal;
     o.with_shared_kv = args->with_shared_kv;
-    o.force = args->force;
+    o.output = output_policy(args->force);
     o.max_shard_bytes = *max_shard;
     o.pool = &pool;
     auto start = std::chrono::steady_clock::now();

@@ -1,7 +1,6 @@
 // g4convert verify: the original HF checkpoint against a converted Megatron one, through both forwards.
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 
 #include "cli/commands.h"
@@ -14,6 +13,7 @@ namespace g4::cli {
 void add_verify_command(CLI::App& app, const GlobalOptions& global, int& exit_code) {
   struct Args {
     std::string hf, mcore, input, ids, dtype = "fp32", report, plot, config;
+    bool force = false;
     double layer_cosine = 0.99999, logits_cosine = 0.999, block_rel_err = -1, growth = 10;
   };
   auto args = std::make_shared<Args>();
@@ -26,12 +26,22 @@ void add_verify_command(CLI::App& app, const GlobalOptions& global, int& exit_co
   cmd->add_option("--dtype", args->dtype, "fp32 (default) or bf16")->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_option("--report", args->report, "write the full report as JSON");
   cmd->add_option("--plot", args->plot, "write an SVG of per-layer cosine and relative error");
+  cmd->add_flag("--force", args->force, "replace existing --report/--plot files");
   cmd->add_option("--config", args->config, "HF config.json for a Megatron checkpoint without hf_config.json");
   cmd->add_option("--layer-cosine", args->layer_cosine, "fp32: minimum cosine of every residual and of the logits (0.99999)");
   cmd->add_option("--logits-cosine", args->logits_cosine, "bf16: minimum logits cosine at each row's last real token (0.999)");
   cmd->add_option("--block-rel-err", args->block_rel_err, "relative error above which a sub-block diverges (fp32 1e-5, bf16 1e-2)");
   cmd->add_option("--growth", args->growth, "... or above this factor times the error entering its layer (10)");
   cmd->callback([args, &global, &exit_code] {
+    OutputPolicy policy = output_policy(args->force);
+    for (const std::string* read : {&args->hf, &args->mcore, &args->config, &args->input}) policy.protect(*read);
+    std::optional<OutputFile> report_out, plot_out;
+    for (auto [path, out] : {std::pair{&args->report, &report_out}, {&args->plot, &plot_out}}) {
+      if (path->empty()) continue;
+      auto f = policy.file(*path);
+      if (!f.ok()) { exit_code = report_error(f.status().message()); return; }
+      out->emplace(std::move(*f));
+    }
     auto in = read_forward_input(args->input, args->input.empty() && args->ids.empty() ? kDefaultVerifyIds : args->ids);
     if (!in.ok()) { exit_code = report_error(in.status().message()); return; }
     auto hf = forward::HfWeights::open(args->hf);
@@ -47,18 +57,16 @@ void add_verify_command(CLI::App& app, const GlobalOptions& global, int& exit_co
     auto backend = forward::make_cpu_backend(true);
     auto report = verify::verify(*hf, *mcore, *in, *backend, o);
     if (!report.ok()) { exit_code = report_error(report.status().message()); return; }
-    if (!args->report.empty()) {
-      std::ofstream out(args->report);
-      out << verify::report_json(*report).dump(2) << "\n";
-      if (!out) { exit_code = report_error(args->report + ": cannot write"); return; }
+    if (report_out) {
+      Status s = report_out->write_and_commit(verify::report_json(*report).dump(2) + "\n");
+      if (!s.ok()) { exit_code = report_error(s.message()); return; }
     }
-    if (!args->plot.empty()) {
-      std::ofstream out(args->plot);
+    if (plot_out) {
       auto name = [](const std::string& p) { return std::filesystem::path(p).lexically_normal().filename().string().empty()
                                                           ? std::filesystem::path(p).lexically_normal().parent_path().filename().string()
                                                           : std::filesystem::path(p).lexically_normal().filename().string(); };
-      out << verify::report_svg(*report, "verify " + name(args->hf) + " vs " + name(args->mcore));
-      if (!out) { exit_code = report_error(args->plot + ": cannot write"); return; }
+      Status s = plot_out->write_and_commit(verify::report_svg(*report, "verify " + name(args->hf) + " vs " + name(args->mcore)));
+      if (!s.ok()) { exit_code = report_error(s.message()); return; }
     }
     if (global.json) std::cout << verify::report_json(*report).dump(2) << "\n";
     else if (!global.quiet) std::cout << verify::report_text(*report);

@@ -9,6 +9,7 @@
 
 #include "forward/forward_input.h"
 #include "runtime/dtype.h"
+#include "runtime/output_policy.h"
 
 namespace g4::cli {
 
@@ -40,5 +41,8 @@ void add_version_command(CLI::App& app, int& exit_code);
 
 // Prints "g4convert: error: <message>" on stderr and returns 2.
 int report_error(const std::string& message);
+
+// The output policy of a command run: --force, and notices (swept leftovers) printed on stderr.
+OutputPolicy output_policy(bool force);
 
 }  // namespace g4::cli

@@ -175,27 +175,32 @@ Result<ConvertSummary> hf2mcore(const Hf2McoreOptions& options) {
   uint64_t total = 0;
   for (const auto& tw : tensors) total += checked_numel(tw.shape).value_or(0) * dtype_size(tw.dtype);
 
-  G4_ASSIGN_OR_RETURN(OutputDir out, OutputDir::create(options.out, options.force));
+  OutputPolicy policy = options.output;
+  policy.protect(options.hf);
+  G4_ASSIGN_OR_RETURN(OutputDir out, policy.directory(options.out));
   const fs::path iter = out.temp_path() / iteration_dir_name(options.layout);
-  std::error_code ec;
-  fs::create_directories(iter, ec);
-  if (ec) return Status::io_error(iter.string() + ": cannot create: " + ec.message());
+  auto write_all = [&]() -> Status {
+    std::error_code ec;
+    fs::create_directories(iter, ec);
+    if (ec) return Status::io_error(iter.string() + ": cannot create: " + ec.message());
 
-  const unsigned threads = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
-  ThreadPool pool(threads);
-  dcp::DcpWriteOptions write_options;
-  write_options.files = threads;
-  write_options.pool = &pool;
-  const size_t items_total = chunk_count + byte_items.size();
-  if (options.progress.update)
-    write_options.on_progress = [&](uint64_t bytes, size_t items) { options.progress.update(bytes, total, items, items_total); };
-  G4_RETURN_IF_ERROR(dcp::write_dcp(iter, tensors, byte_items, write_options));
+    ThreadPool pool(options.threads);
+    const unsigned threads = static_cast<unsigned>(pool.size());
+    dcp::DcpWriteOptions write_options;
+    write_options.files = threads;
+    write_options.pool = &pool;
+    const size_t items_total = chunk_count + byte_items.size();
+    if (options.progress.update)
+      write_options.on_progress = [&](uint64_t bytes, size_t items) { options.progress.update(bytes, total, items, items_total); };
+    G4_RETURN_IF_ERROR(dcp::write_dcp(iter, tensors, byte_items, write_options));
 
-  gemma4::ModelConfig written = config;
-  if (options.dtype) written.dtype = options.dtype == DType::kF32 ? "float32" : options.dtype == DType::kF16 ? "float16" : "bfloat16";
-  G4_RETURN_IF_ERROR(write_megatron_side_files(out.temp_path(), iter, written, options.layout, model_dtype));
-  G4_RETURN_IF_ERROR(copy_hf_assets(options.hf, iter / kTokenizerDir));
-  G4_RETURN_IF_ERROR(out.commit());
+    gemma4::ModelConfig written = config;
+    if (options.dtype) written.dtype = options.dtype == DType::kF32 ? "float32" : options.dtype == DType::kF16 ? "float16" : "bfloat16";
+    G4_RETURN_IF_ERROR(write_megatron_side_files(out.temp_path(), iter, written, options.layout, model_dtype));
+    G4_RETURN_IF_ERROR(copy_hf_assets(options.hf, iter / kTokenizerDir));
+    return out.commit();
+  };
+  G4_RETURN_IF_ERROR(out.in_user_terms(write_all()));
 
   ConvertSummary summary;
   summary.family = std::string(plan.table->family);

@@ -11,6 +11,7 @@
 
 #include "convert/mcore_files.h"
 #include "runtime/dtype.h"
+#include "runtime/output_policy.h"
 #include "runtime/status.h"
 
 namespace g4::convert {
@@ -24,7 +25,7 @@ struct Hf2McoreOptions {
   std::filesystem::path out;
   unsigned threads = 0;
   std::optional<DType> dtype;  // unset: keep every tensor's dtype
-  bool force = false;
+  OutputPolicy output;  // --force, notices; hf2mcore adds `hf` to its protected inputs
   bool allow_non_finite = false;  // else a NaN or Inf in any tensor is an error naming it
   IterationLayout layout = IterationLayout::kBridge;
   ConvertProgress progress;

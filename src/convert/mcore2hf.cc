@@ -157,27 +157,33 @@ Result<ConvertSummary> mcore2hf(const Mcore2HfOptions& options) {
     return {};
   };
 
-  G4_ASSIGN_OR_RETURN(OutputDir out, OutputDir::create(options.out, options.force));
-  const unsigned threads = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
-  ThreadPool pool(threads);
-  SafetensorsWriteOptions write_options;
-  write_options.max_shard_bytes = options.max_shard_bytes;
-  write_options.pool = &pool;
+  OutputPolicy policy = options.output;
+  policy.protect(options.mcore);
+  policy.protect(ckpt->iteration_dir());
+  if (options.reference_hf) policy.protect(*options.reference_hf);
+  G4_ASSIGN_OR_RETURN(OutputDir out, policy.directory(options.out));
   uint64_t total = 0;
   for (const TensorSpec& s : specs) total += s.nbytes();
-  if (options.progress.update)
-    write_options.on_progress = [&](uint64_t bytes, size_t n) { options.progress.update(bytes, total, n, specs.size()); };
-  G4_RETURN_IF_ERROR(write_safetensors_checkpoint(out.temp_path(), specs, fill, write_options));
+  auto write_all = [&]() -> Status {
+    ThreadPool pool(options.threads);
+    SafetensorsWriteOptions write_options;
+    write_options.max_shard_bytes = options.max_shard_bytes;
+    write_options.pool = &pool;
+    if (options.progress.update)
+      write_options.on_progress = [&](uint64_t bytes, size_t n) { options.progress.update(bytes, total, n, specs.size()); };
+    G4_RETURN_IF_ERROR(write_safetensors_checkpoint(out.temp_path(), specs, fill, write_options));
 
-  gemma4::ModelConfig written_config = config;
-  if (!specs.empty()) {
-    const DType d = specs.front().dtype;
-    written_config.dtype = d == DType::kF32 ? "float32" : d == DType::kF16 ? "float16" : "bfloat16";
-  }
-  G4_RETURN_IF_ERROR(write_file_synced(out.file("config.json"), gemma4::to_hf_json(written_config).dump(2) + "\n"));
-  if (options.reference_hf) G4_RETURN_IF_ERROR(copy_hf_assets(*options.reference_hf, out.temp_path()));
-  G4_RETURN_IF_ERROR(copy_hf_assets(ckpt->iteration_dir() / kTokenizerDir, out.temp_path()));
-  G4_RETURN_IF_ERROR(out.commit());
+    gemma4::ModelConfig written_config = config;
+    if (!specs.empty()) {
+      const DType d = specs.front().dtype;
+      written_config.dtype = d == DType::kF32 ? "float32" : d == DType::kF16 ? "float16" : "bfloat16";
+    }
+    G4_RETURN_IF_ERROR(write_file_synced(out.file("config.json"), gemma4::to_hf_json(written_config).dump(2) + "\n"));
+    if (options.reference_hf) G4_RETURN_IF_ERROR(copy_hf_assets(*options.reference_hf, out.temp_path()));
+    G4_RETURN_IF_ERROR(copy_hf_assets(ckpt->iteration_dir() / kTokenizerDir, out.temp_path()));
+    return out.commit();
+  };
+  G4_RETURN_IF_ERROR(out.in_user_terms(write_all()));
 
   summary.family = std::string(plan.table->family);
   summary.form = std::string(gemma4::form_name(config.form));

@@ -18,7 +18,7 @@ struct Mcore2HfOptions {
   uint64_t max_shard_bytes = 5'000'000'000;
   unsigned threads = 0;
   std::optional<DType> dtype;
-  bool force = false;
+  OutputPolicy output;  // mcore2hf adds `mcore` and `reference_hf` to its protected inputs
   bool allow_non_finite = false;
   ConvertProgress progress;
 };

@@ -91,36 +91,15 @@ Status compare_hf_checkpoints(const fs::path& original, const fs::path& converte
   return {};
 }
 
-Result<RoundtripReport> roundtrip(const RoundtripOptions& options) {
-  fs::path scratch;
-  bool remove_scratch = false;
-  std::error_code ec;
-  if (options.keep) {
-    scratch = *options.keep;
-    fs::create_directories(scratch, ec);
-    if (ec) return Status::io_error(scratch.string() + ": cannot create: " + ec.message());
-  } else {
-    scratch = fs::temp_directory_path(ec) / ("g4convert-roundtrip-" + std::to_string(::getpid()));
-    fs::remove_all(scratch, ec);
-    fs::create_directories(scratch, ec);
-    if (ec) return Status::io_error(scratch.string() + ": cannot create: " + ec.message());
-    remove_scratch = true;
-  }
-  struct Cleanup {
-    fs::path dir;
-    bool active;
-    ~Cleanup() {
-      std::error_code e;
-      if (active) fs::remove_all(dir, e);
-    }
-  } cleanup{scratch, remove_scratch};
-
+namespace {
+// The conversions and the comparison, inside `scratch`.
+Result<RoundtripReport> roundtrip_in(const RoundtripOptions& options, const fs::path& scratch) {
   RoundtripReport report;
   Hf2McoreOptions to_mcore;
   to_mcore.hf = options.hf;
   to_mcore.out = scratch / "mcore";
   to_mcore.threads = options.threads;
-  to_mcore.force = true;
+  to_mcore.output = OutputPolicy(false, options.output.notice());
   to_mcore.progress = options.progress;
   G4_ASSIGN_OR_RETURN(report.to_mcore, hf2mcore(to_mcore));
   Mcore2HfOptions to_hf;
@@ -128,13 +107,30 @@ Result<RoundtripReport> roundtrip(const RoundtripOptions& options) {
   to_hf.out = scratch / "hf";
   to_hf.reference_hf = options.hf;
   to_hf.threads = options.threads;
-  to_hf.force = true;
+  to_hf.output = OutputPolicy(false, options.output.notice());
   to_hf.progress = options.progress;
   G4_ASSIGN_OR_RETURN(report.to_hf, mcore2hf(to_hf));
   report.warnings = report.to_mcore.warnings;
   report.warnings.insert(report.warnings.end(), report.to_hf.warnings.begin(), report.to_hf.warnings.end());
   G4_RETURN_IF_ERROR(compare_hf_checkpoints(options.hf, scratch / "hf", report));
   if (options.inspect_intermediates) G4_RETURN_IF_ERROR(options.inspect_intermediates(scratch / "mcore", scratch / "hf"));
+  return report;
+}
+}  // namespace
+
+Result<RoundtripReport> roundtrip(const RoundtripOptions& options) {
+  OutputPolicy policy = options.output;
+  policy.protect(options.hf);
+  // A kept pair replaces only an earlier kept pair; without --keep the scratch directory goes at the end.
+  auto kept_pair = [](const fs::path& dir) {
+    std::error_code ec;
+    return fs::is_empty(dir, ec) || (fs::is_directory(dir / "mcore", ec) && fs::is_directory(dir / "hf", ec));
+  };
+  G4_ASSIGN_OR_RETURN(OutputDir out, options.keep ? policy.directory(*options.keep, kept_pair) : policy.scratch("g4convert-roundtrip"));
+  const fs::path scratch = out.temp_path();
+  Result<RoundtripReport> report = roundtrip_in(options, scratch);
+  if (!report.ok()) return out.in_user_terms(report.status());
+  if (options.keep) G4_RETURN_IF_ERROR(out.commit());
   return report;
 }
 

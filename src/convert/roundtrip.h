@@ -14,7 +14,8 @@ namespace g4::convert {
 
 struct RoundtripOptions {
   std::filesystem::path hf;
-  std::optional<std::filesystem::path> keep;  // keep the intermediate checkpoints here (mcore/, hf/)
+  std::optional<std::filesystem::path> keep;  // keep the intermediate checkpoints here (mcore/, hf/), written atomically
+  OutputPolicy output;                         // for `keep` (--force); `hf` is protected
   unsigned threads = 0;
   ConvertProgress progress;
   // Called with the intermediate Megatron and HF directories before they are removed (roundtrip --forward).

@@ -91,7 +91,8 @@ Result<SynthSummary> synth_checkpoint(const SynthOptions& o) {
   summary.tensors = specs.size();
   summary.shards = plan_shards(specs, o.max_shard_bytes).size();
 
-  G4_ASSIGN_OR_RETURN(OutputDir out, OutputDir::create(o.out, o.force));
+  OutputPolicy policy = o.output;
+  G4_ASSIGN_OR_RETURN(OutputDir out, policy.directory(o.out));
   const size_t elem = dtype_size(o.dtype);
   TensorFill fill = [&](size_t i, uint64_t offset, std::span<std::byte> dst) -> Status {
     const uint64_t first = offset / elem, n = dst.size() / elem;
@@ -107,13 +108,16 @@ Result<SynthSummary> synth_checkpoint(const SynthOptions& o) {
   wo.chunk_bytes = 16u << 20;
   if (o.on_progress)
     wo.on_progress = [&](uint64_t bytes, size_t tensors) { o.on_progress(bytes, summary.bytes, tensors, summary.tensors); };
-  G4_RETURN_IF_ERROR(write_safetensors_checkpoint(out.temp_path(), specs, fill, wo));
+  auto write_all = [&]() -> Status {
+    G4_RETURN_IF_ERROR(write_safetensors_checkpoint(out.temp_path(), specs, fill, wo));
 
-  G4_RETURN_IF_ERROR(write_file_synced(out.file("config.json"), to_hf_json(config).dump(2) + "\n"));
-  const TextConfig& t = config.text;
-  nlohmann::json generation = {{"bos_token_id", t.bos_token_id}, {"eos_token_id", t.eos_token_id}, {"pad_token_id", t.pad_token_id}};
-  G4_RETURN_IF_ERROR(write_file_synced(out.file("generation_config.json"), generation.dump(2) + "\n"));
-  G4_RETURN_IF_ERROR(out.commit());
+    G4_RETURN_IF_ERROR(write_file_synced(out.file("config.json"), to_hf_json(config).dump(2) + "\n"));
+    const TextConfig& t = config.text;
+    nlohmann::json generation = {{"bos_token_id", t.bos_token_id}, {"eos_token_id", t.eos_token_id}, {"pad_token_id", t.pad_token_id}};
+    G4_RETURN_IF_ERROR(write_file_synced(out.file("generation_config.json"), generation.dump(2) + "\n"));
+    return out.commit();
+  };
+  G4_RETURN_IF_ERROR(out.in_user_terms(write_all()));
   return summary;
 }
 

@@ -13,6 +13,7 @@
 #include "gemma4/config.h"
 #include "gemma4/hf_tensors.h"
 #include "runtime/dtype.h"
+#include "runtime/output_policy.h"
 #include "runtime/thread_pool.h"
 
 namespace g4::gemma4 {
@@ -25,7 +26,7 @@ struct SynthOptions {
   DType dtype = DType::kBF16;
   ModelForm form = ModelForm::kCausal;
   bool with_shared_kv = false;
-  bool force = false;
+  OutputPolicy output;
   uint64_t max_shard_bytes = 5'000'000'000;
   ThreadPool* pool = nullptr;
   std::function<void(uint64_t bytes_done, uint64_t bytes_total, size_t tensors_done, size_t tensors_total)> on_progress;

@@ -171,16 +171,7 @@ Status write_safetensors_file(const fs::path& path, const std::vector<TensorSpec
   std::atomic<uint64_t> bytes_done{0};
   std::atomic<size_t> tensors_done{0};
   std::mutex progress_mu;
-  fs::path temp = path;
-  temp += ".g4tmp";
-  Status s = write_shard(temp, specs, all, fill, options, bytes_done, tensors_done, progress_mu);
-  std::error_code ec;
-  if (s.ok()) {
-    fs::rename(temp, path, ec);
-    if (ec) s = Status::io_error(path.string() + ": cannot rename the finished file into place: " + ec.message());
-  }
-  if (!s.ok()) fs::remove(temp, ec);
-  return s;
+  return write_shard(path, specs, all, fill, options, bytes_done, tensors_done, progress_mu);
 }
 
 Result<uint64_t> parse_byte_size(std::string_view text) {

@@ -53,7 +53,8 @@ struct SafetensorsWriteOptions {
 Status write_safetensors_checkpoint(const std::filesystem::path& dir, const std::vector<TensorSpec>& specs,
                                     const TensorFill& fill, const SafetensorsWriteOptions& options);
 
-// Writes every tensor into the single file `path` (no sharding), via a temp file renamed into place.
+// Writes every tensor into the single file `path` (no sharding) and fsyncs it; `path` is normally an
+// OutputFile's temp path, committed by the caller.
 Status write_safetensors_file(const std::filesystem::path& path, const std::vector<TensorSpec>& specs,
                               const TensorFill& fill, const SafetensorsWriteOptions& options);
 

@@ -1,11 +1,27 @@
 #include "runtime/thread_pool.h"
 
+#include <algorithm>
+#include <system_error>
+
 namespace g4 {
 
+unsigned effective_threads(unsigned requested) {
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  if (requested == 0) return cores;
+  return std::min({requested, cores * kMaxThreadsPerCore, kMaxThreads});
+}
+
 ThreadPool::ThreadPool(size_t threads) {
-  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  workers_.reserve(threads);
-  for (size_t i = 0; i < threads; ++i) workers_.emplace_back([this] { work(); });
+  const size_t n = effective_threads(static_cast<unsigned>(std::min<size_t>(threads, kMaxThreads)));
+  workers_.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    try {
+      workers_.emplace_back([this] { work(); });
+    } catch (const std::system_error&) {
+      if (workers_.empty()) throw;
+      break;  // fewer workers than asked is still correct
+    }
+  }
 }
 
 ThreadPool::~ThreadPool() {

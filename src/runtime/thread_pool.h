@@ -13,9 +13,16 @@
 
 namespace g4 {
 
+// The worker count for a request: 0 means one per core; more than kMaxThreadsPerCore per core (or
+// kMaxThreads in all) only adds contention and file handles, so requests are capped there.
+inline constexpr unsigned kMaxThreadsPerCore = 4, kMaxThreads = 256;
+unsigned effective_threads(unsigned requested);
+
 class ThreadPool {
  public:
-  explicit ThreadPool(size_t threads);  // 0 means hardware concurrency
+  // `threads` goes through effective_threads(). When the system refuses a thread, the pool keeps the
+  // workers it has (at least one; none at all throws std::system_error, for main's handler).
+  explicit ThreadPool(size_t threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
