@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <set>
-#include <thread>
 
 #include "convert/conversion_plan.h"
 #include "convert/element_copy.h"

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <mutex>
 #include <set>
-#include <thread>
 
 #include "convert/conversion_plan.h"
 #include "convert/element_copy.h"

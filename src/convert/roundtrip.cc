@@ -1,7 +1,5 @@
 #include "convert/roundtrip.h"
 
-#include <unistd.h>
-
 #include <cmath>
 #include <cstring>
 
