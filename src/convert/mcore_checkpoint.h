@@ -23,9 +23,10 @@ namespace g4::convert {
 // ("release" or N), else the highest iter_* directory.
 Result<std::filesystem::path> resolve_iteration_dir(const std::filesystem::path& path);
 
-// One stored parameter's bytes, row-major, as row ranges: views into .distcp blobs when the chunks split the
-// parameter only along its dim 0 (one chunk per layer, per expert, or per TP rank of a column-parallel
-// weight: no copy), else one buffer assembled from every chunk that intersects it.
+// One stored parameter's bytes, row-major, as byte ranges: views into .distcp blobs when every chunk that meets
+// the parameter spans all of its dims after the first (one chunk per layer or per expert, a TP split of a
+// column-parallel weight, a whole stack in one chunk, any 0-d or 1-D parameter: no copy), else one buffer
+// assembled from every chunk that intersects it. An empty parameter has no parts.
 struct Slab {
   struct Part {
     uint64_t begin = 0;  // byte offset of this part in the parameter

@@ -2,6 +2,8 @@
 // Megatron module name ("decoder.layers.3.self_attention.linear_qkv.weight"). Where a parameter is stored
 // (stacked layer axis, per-type attention stacks, or per-layer keys) is resolved here from the checkpoint's own
 // keys, independently of the converter's storage-layout code, so a layout bug there shows up as a divergence.
+// What it must hold is not taken from the checkpoint: every parameter is read with the shape the config implies
+// (the plan's), the stacked axis with the config's count of layers (of that type).
 #pragma once
 
 #include <filesystem>
