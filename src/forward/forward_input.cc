@@ -1,6 +1,6 @@
 #include "forward/forward_input.h"
 
-#include <nlohmann/json.hpp>
+#include "runtime/json_parse.h"
 
 namespace g4::forward {
 using json = nlohmann::json;
@@ -51,12 +51,7 @@ void fill_defaults(ForwardInput& in) {
 
 Result<ForwardInput> parse_forward_input(std::string_view text, std::string_view file_view) {
   const std::string file(file_view);
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception&) {
-    return Status::invalid_argument(file + ": not valid JSON");
-  }
+  G4_ASSIGN_OR_RETURN(json j, parse_json(text, file));
   if (!j.is_object() || !j.contains("input_ids")) return Status::invalid_argument(file + ": expected an object with 'input_ids'");
   ForwardInput in;
   Status s = read_rows(j["input_ids"], "input_ids", in.input_ids, in.batch, in.seq);

@@ -174,6 +174,7 @@ Status decoder_layer(Context& c, const LayerSpec& s, Mat& x, const Mat& ple, Lay
 Result<ForwardResult> hf_forward(const HfWeights& w, const ForwardInput& in, const ForwardOptions& o) {
   if (!o.backend) return Status::internal("hf_forward without a backend");
   G4_RETURN_IF_ERROR(check_supported(w.config()));
+  G4_RETURN_IF_ERROR(check_fits(w.config().text, in, o));
   const gemma4::TextConfig& cfg = w.config().text;
   Context c{w, cfg, *o.backend, Precision{o.mode}};
   c.T = in.batch * in.seq;

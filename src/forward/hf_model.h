@@ -29,6 +29,8 @@ struct ForwardOptions {
   bool keep_hidden = false;          // residual stream after the embedding and after every layer
   std::vector<LayerTrace>* trace = nullptr;  // per-layer sub-block outputs, when set
   std::function<void(int layers_done, int layers_total)> on_layer;  // progress
+  // Bytes of activations the run may hold (check_fits in model_common.h); 0: the machine's physical memory.
+  uint64_t memory_limit = 0;
 };
 
 struct LayerRouting {

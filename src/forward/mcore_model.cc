@@ -186,6 +186,7 @@ Status layer(Context& c, const LayerSpec& s, Mat& x, const Mat& ple, const std::
 Result<ForwardResult> mcore_forward(const McoreWeights& w, const ForwardInput& in, const ForwardOptions& o, const FaultInjection& faults) {
   if (!o.backend) return Status::internal("mcore_forward without a backend");
   G4_RETURN_IF_ERROR(check_supported(w.config()));
+  G4_RETURN_IF_ERROR(check_fits(w.config().text, in, o));
   const gemma4::TextConfig& cfg = w.config().text;
   Context c{w, cfg, *o.backend, Precision{o.mode}, faults, cfg.enable_moe_block, {}, {}};
   c.geo = layer_geometry(w.config(), in, c.p, faults.sliding_window_delta);

@@ -40,6 +40,15 @@ void add_expert_output(const Routing& route, const std::vector<int64_t>& tokens,
 
 Status check_supported(const gemma4::ModelConfig& config);
 
+// About the most bytes of activations one forward holds at once: the residual stream and its working copies,
+// one layer's attention and MLP temporaries (K/V kept for sharing included), PLE inputs, RoPE tables, the
+// logits, what `o` asks to keep (hidden states, trace), and the largest weight matrix converted to f32. Linear
+// in the tokens: attention masks are per token (ops.h) and scores per query row.
+double forward_activation_bytes(const gemma4::TextConfig& cfg, const ForwardInput& in, const ForwardOptions& o);
+// Refuses, before anything is allocated, an input the run cannot hold: rows longer than the model's context
+// (max_position_embeddings), or activations above o.memory_limit (default: the machine's physical memory).
+Status check_fits(const gemma4::TextConfig& cfg, const ForwardInput& in, const ForwardOptions& o);
+
 // Weight-reading steps both forwards take the same way. `C` is a forward's context: weights `w` (matrix,
 // vector, rows by name), backend `ops`, precision `p`, text config `cfg`.
 template <class C>

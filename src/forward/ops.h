@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "forward/mat.h"
@@ -13,12 +14,25 @@
 
 namespace g4::forward {
 
-// Which keys each query may see, per batch row: allowed[(b * S + q) * S + k].
+// Which keys each query may see (masks.h builds it): key k of row b is real, and k <= q or (bidirectional vision
+// groups) q and k lie in the same group, and, with a window W, k > q - W. Held per token and decided per (q, k)
+// on the fly: a [B, S, S] table would need B·S² bytes, 90 GB at 300k tokens.
 struct AttentionMask {
   int64_t batch = 0;
   int64_t seq = 0;
-  std::vector<uint8_t> allowed;
-  bool at(int64_t b, int64_t q, int64_t k) const { return allowed[static_cast<size_t>((b * seq + q) * seq + k)]; }
+  std::vector<uint8_t> key_is_real;   // [B, S]
+  std::vector<int64_t> vision_group;  // [B, S] group id or -1; empty when no bidirectional groups apply
+  std::optional<int64_t> window;      // sliding layers: the query sees itself and W-1 earlier tokens
+
+  bool at(int64_t b, int64_t q, int64_t k) const {
+    const size_t row = static_cast<size_t>(b * seq);
+    if (!key_is_real[row + static_cast<size_t>(k)]) return false;
+    if (window && k <= q - *window) return false;
+    if (k <= q) return true;
+    if (vision_group.empty()) return false;
+    const int64_t g = vision_group[row + static_cast<size_t>(q)];
+    return g >= 0 && g == vision_group[row + static_cast<size_t>(k)];
+  }
 };
 
 // Top-k routing of one MoE layer: per token, K expert indices (descending probability) and their weights.

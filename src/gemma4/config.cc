@@ -1,6 +1,7 @@
 #include "gemma4/config.h"
 
 #include "gemma4/config_reader.h"
+#include "runtime/json_parse.h"
 #include "runtime/text_file.h"
 
 namespace g4::gemma4 {
@@ -204,14 +205,7 @@ Result<ModelConfig> parse_config_json(const json& j, std::string_view file_view)
 }
 
 Result<ModelConfig> parse_config(std::string_view json_text, std::string_view file) {
-  json j;
-  try {
-    j = json::parse(json_text);
-  } catch (const json::exception& e) {
-    std::string msg = e.what();
-    if (auto p = msg.find("] "); p != std::string::npos) msg = msg.substr(p + 2);
-    return Status::invalid_argument(std::string(file) + ": not valid JSON: " + msg);
-  }
+  G4_ASSIGN_OR_RETURN(const json j, parse_json(json_text, file));
   return parse_config_json(j, file);
 }
 

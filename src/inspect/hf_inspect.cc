@@ -28,7 +28,7 @@ void check_expected(const SafetensorsSet& set, const std::vector<HfTensor>& expe
   for (const HfTensor& e : expected) {
     const SafetensorsSet::Entry* found = set.find(e.name);
     if (!found) {
-      if (!e.optional) r.problems.push_back({"missing", "tensor '" + e.name + "' " + shape_to_string(e.shape) + " is missing"});
+      if (!e.optional && !set.unreadable(e.name)) r.problems.push_back({"missing", "tensor '" + e.name + "' " + shape_to_string(e.shape) + " is missing"});
       continue;
     }
     ++r.text_tensors;
@@ -78,9 +78,14 @@ void check_unexpected(const SafetensorsSet& set, const std::vector<HfTensor>& ex
                                                                                  : "Gemma4ForCausalLM") +
                                             ", but config.json describes " +
                                             (r.config.form == ModelForm::kCausal ? "Gemma4ForCausalLM" : "Gemma4ForConditionalGeneration")});
-  if (vision && vision_count == 0)
+  auto none_readable = [&](bool vision_side) {  // and none in a file or entry that could not be read
+    for (const std::string& p : tower_prefixes(vision_side))
+      if (set.unreadable_under(p)) return false;
+    return true;
+  };
+  if (vision && vision_count == 0 && none_readable(true))
     r.problems.push_back({"tower", "config.json has a vision_config but the checkpoint has no model.vision_tower.* tensors"});
-  if (audio && audio_count == 0)
+  if (audio && audio_count == 0 && none_readable(false))
     r.problems.push_back({"tower", "config.json has an audio_config but the checkpoint has no model.audio_tower.* tensors"});
 }
 
@@ -131,7 +136,9 @@ Result<InspectReport> inspect_hf(const fs::path& dir, const InspectOptions& opti
   G4_ASSIGN_OR_RETURN(r.config, load_config((dir / "config.json").string()));
   r.variant = identify_variant(r.config.text);
   r.structure = structure_of(r.config.text);
-  G4_ASSIGN_OR_RETURN(SafetensorsSet set, SafetensorsSet::open_dir(dir));
+  // Collect-all: a broken file or tensor entry is a problem like any other, and the rest is still checked.
+  G4_ASSIGN_OR_RETURN(SafetensorsSet set, SafetensorsSet::open_dir(dir, HeaderCheck::kCollect));
+  for (const std::string& p : set.problems()) r.problems.push_back({"safetensors", p});
   r.files = set.files().size();
   r.tensors = set.tensors().size();
   r.bytes = set.total_bytes();

@@ -1,8 +1,10 @@
 // `g4convert inspect` for HF checkpoints: recognises the variant and form, derives the layer schedule,
 // and lists every problem a converter or loader would trip on, collect-all style (it never stops at the
-// first): missing, unexpected or duplicate keys, shapes that contradict the config, non-float weights,
-// index inconsistencies, and with `scan` NaN/Inf values and an untied lm_head that differs from the embedding.
-// Only unreadable input (no config, corrupt JSON or safetensors) is an error Status.
+// first): structural safetensors problems (unreadable headers, missing shards, bad entries, offsets that
+// overlap or run past the file), missing, unexpected or duplicate keys, shapes that contradict the config,
+// non-float weights, index inconsistencies, and with `scan` NaN/Inf values and an untied lm_head that differs
+// from the embedding. Only input that leaves nothing to check (no or corrupt config.json, no safetensors, an
+// unreadable index) is an error Status.
 #pragma once
 
 #include <filesystem>
@@ -18,7 +20,7 @@
 namespace g4 {
 
 struct InspectProblem {
-  std::string kind;  // missing | unexpected | duplicate | shape | dtype | index | non-finite | tied-head | tower
+  std::string kind;  // safetensors | missing | unexpected | duplicate | shape | dtype | index | non-finite | tied-head | tower
   std::string message;
 };
 

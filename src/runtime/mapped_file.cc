@@ -1,44 +1,24 @@
 #include "runtime/mapped_file.h"
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 
+#include "runtime/regular_file.h"
+
 namespace g4 {
 
 Result<MappedFile> MappedFile::open(const std::filesystem::path& path) {
   const std::string name = path.string();
-  int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    int err = errno;
-    if (err == ENOENT) return Status::not_found(name + ": no such file");
-    return Status::io_error(name + ": cannot open: " + std::strerror(err));
-  }
-  struct stat st{};
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    return Status::io_error(name + ": cannot stat: " + std::strerror(err));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return Status::invalid_argument(name + ": not a regular file");
-  }
-  size_t size = static_cast<size_t>(st.st_size);
-  if (size == 0) {
-    ::close(fd);
-    return MappedFile(name, nullptr, 0);
-  }
-  void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  int err = errno;
-  ::close(fd);  // the mapping keeps the file alive
-  if (p == MAP_FAILED) return Status::io_error(name + ": cannot mmap: " + std::strerror(err));
-  return MappedFile(name, static_cast<const std::byte*>(p), size);
+  G4_ASSIGN_OR_RETURN(RegularFile file, RegularFile::open(path));
+  const size_t size = static_cast<size_t>(file.size());
+  if (size == 0) return MappedFile(name, nullptr, 0);
+  void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, file.fd(), 0);
+  if (p == MAP_FAILED) return Status::io_error(name + ": cannot mmap: " + std::strerror(errno));
+  return MappedFile(name, static_cast<const std::byte*>(p), size);  // the mapping outlives the descriptor
 }
 
 MappedFile::MappedFile(MappedFile&& other) noexcept

@@ -2,43 +2,13 @@
 
 #include <algorithm>
 #include <cstring>
-#include <set>
 
-#include <nlohmann/json.hpp>
+#include "runtime/json_parse.h"
 
 namespace g4 {
 namespace {
 
 using json = nlohmann::json;
-
-// Parses JSON and rejects duplicate keys in any object (nlohmann would silently keep the last one,
-// which would let a hostile header hide a tensor).
-Result<json> parse_json_strict(std::string_view text, std::string_view what) {
-  std::vector<std::set<std::string>> open_objects;
-  std::string duplicate;
-  auto on_event = [&](int /*depth*/, json::parse_event_t event, json& parsed) {
-    switch (event) {
-      case json::parse_event_t::object_start: open_objects.emplace_back(); break;
-      case json::parse_event_t::object_end: if (!open_objects.empty()) open_objects.pop_back(); break;
-      case json::parse_event_t::key:
-        if (!open_objects.empty() && !open_objects.back().insert(parsed.get<std::string>()).second && duplicate.empty())
-          duplicate = parsed.get<std::string>();
-        break;
-      default: break;
-    }
-    return true;
-  };
-  json j;
-  try {
-    j = json::parse(text.begin(), text.end(), on_event);
-  } catch (const json::exception& e) {
-    std::string msg = e.what();
-    if (auto p = msg.find("] "); p != std::string::npos) msg = msg.substr(p + 2);  // drop nlohmann's "[json.exception...]"
-    return Status::corruption(std::string(what) + " is not valid JSON: " + msg);
-  }
-  if (!duplicate.empty()) return Status::corruption(std::string(what) + " has a duplicate key '" + duplicate + "'");
-  return j;
-}
 
 Result<uint64_t> as_u64(const json& v, std::string_view what) {
   if (!v.is_number_unsigned()) {
@@ -48,18 +18,40 @@ Result<uint64_t> as_u64(const json& v, std::string_view what) {
   return v.get<uint64_t>();
 }
 
-Result<TensorInfo> parse_tensor_entry(const std::string& name, const json& entry) {
-  auto bad = [&](const std::string& why) { return Status::corruption("tensor '" + name + "': " + why); };
+// One header entry as far as it could be read. Its offsets take part in the tiling check even when the entry
+// has another problem, so that one bad dtype is reported once, not again as a gap.
+struct Entry {
+  TensorInfo info;
+  bool has_offsets = false;
+  std::string problem;  // "tensor 'x': why"; empty when well-formed
+};
+
+Entry parse_tensor_entry(const std::string& name, const json& entry) {
+  Entry e;
+  e.info.name = name;
+  TensorInfo& t = e.info;
+  auto bad = [&](const std::string& why) {
+    e.problem = "tensor '" + name + "': " + why;
+    return e;
+  };
+  auto bad_status = [&](const Status& s) { return bad(s.message()); };
   if (!entry.is_object()) return bad("entry is not an object");
+  if (entry.contains("data_offsets") && entry["data_offsets"].is_array() && entry["data_offsets"].size() == 2) {
+    auto begin = as_u64(entry["data_offsets"][0], "data_offsets[0]");
+    auto end = as_u64(entry["data_offsets"][1], "data_offsets[1]");
+    if (!begin.ok()) return bad_status(begin.status());
+    if (!end.ok()) return bad_status(end.status());
+    t.begin = *begin;
+    t.end = *end;
+    if (t.end < t.begin) return bad("data_offsets end " + std::to_string(t.end) + " < begin " + std::to_string(t.begin));
+    e.has_offsets = true;
+  }
   for (const auto& [key, _] : entry.items())
     if (key != "dtype" && key != "shape" && key != "data_offsets") return bad("unexpected field '" + key + "'");
   if (!entry.contains("dtype") || !entry["dtype"].is_string()) return bad("missing or non-string 'dtype'");
   if (!entry.contains("shape") || !entry["shape"].is_array()) return bad("missing or non-array 'shape'");
-  if (!entry.contains("data_offsets") || !entry["data_offsets"].is_array() || entry["data_offsets"].size() != 2)
-    return bad("'data_offsets' must be an array of two integers");
+  if (!e.has_offsets) return bad("'data_offsets' must be an array of two integers");
 
-  TensorInfo t;
-  t.name = name;
   const std::string dtype = entry["dtype"].get<std::string>();
   auto dt = dtype_from_name(dtype);
   if (!dt) return bad("unknown dtype '" + dtype + "'");
@@ -69,30 +61,52 @@ Result<TensorInfo> parse_tensor_entry(const std::string& name, const json& entry
   if (shape.size() > kMaxTensorRank) return bad("rank " + std::to_string(shape.size()) + " exceeds " + std::to_string(kMaxTensorRank));
   for (const json& d : shape) {
     auto dim = as_u64(d, "a shape dimension");
-    if (!dim.ok()) return dim.status().with_context("tensor '" + name + "'");
+    if (!dim.ok()) return bad_status(dim.status());
     if (*dim > static_cast<uint64_t>(INT64_MAX)) return bad("shape dimension too large");
     t.shape.push_back(static_cast<int64_t>(*dim));
   }
-  auto begin = as_u64(entry["data_offsets"][0], "data_offsets[0]");
-  if (!begin.ok()) return begin.status().with_context("tensor '" + name + "'");
-  auto end = as_u64(entry["data_offsets"][1], "data_offsets[1]");
-  if (!end.ok()) return end.status().with_context("tensor '" + name + "'");
-  t.begin = *begin;
-  t.end = *end;
-  if (t.end < t.begin) return bad("data_offsets end " + std::to_string(t.end) + " < begin " + std::to_string(t.begin));
-
   auto numel = checked_numel(t.shape);
   if (!numel || *numel > UINT64_MAX / dtype_size(t.dtype)) return bad("shape " + shape_to_string(t.shape) + " overflows");
   uint64_t expected = *numel * dtype_size(t.dtype);
   if (expected != t.nbytes())
-    return bad("byte size " + std::to_string(t.nbytes()) + " does not match shape " + shape_to_string(t.shape) +
-               " × " + std::string(dtype_name(t.dtype)) + " = " + std::to_string(expected));
-  return t;
+    return bad("byte size " + std::to_string(t.nbytes()) + " does not match shape " + shape_to_string(t.shape) + " × " +
+               std::string(dtype_name(t.dtype)) + " = " + std::to_string(expected));
+  return e;
+}
+
+// Offsets must tile the data section exactly: sorted by begin, each tensor starts where the last ended. Every
+// violation is a problem; a tensor whose bytes run past the data section also becomes unreadable.
+void check_tiling(std::vector<Entry>& entries, uint64_t data_len, std::vector<std::string>& problems) {
+  std::vector<Entry*> placed;
+  for (Entry& e : entries)
+    if (e.has_offsets) placed.push_back(&e);
+  std::sort(placed.begin(), placed.end(), [](const Entry* a, const Entry* b) {
+    return a->info.begin != b->info.begin ? a->info.begin < b->info.begin : a->info.end < b->info.end;
+  });
+  uint64_t cursor = 0;
+  const Entry* last = nullptr;  // the entry that reaches furthest so far
+  for (Entry* e : placed) {
+    const TensorInfo& t = e->info;
+    const std::string bytes = "bytes [" + std::to_string(t.begin) + ", " + std::to_string(t.end) + ")";
+    if (t.begin < cursor)
+      problems.push_back("tensor '" + t.name + "': " + bytes + " overlap tensor '" + (last ? last->info.name : "") + "'");
+    else if (t.begin > cursor)
+      problems.push_back("tensor '" + t.name + "': gap of " + std::to_string(t.begin - cursor) + " bytes before its data");
+    if (t.end > data_len) {
+      const std::string why = bytes + " run past the " + std::to_string(data_len) + "-byte data section (truncated?)";
+      problems.push_back("tensor '" + t.name + "': " + why);
+      if (e->problem.empty()) e->problem = why;
+    }
+    if (t.end > cursor) cursor = t.end, last = e;
+  }
+  if (cursor < data_len)
+    problems.push_back("data section is " + std::to_string(data_len) + " bytes but tensors cover " + std::to_string(cursor) +
+                       " (trailing bytes)");
 }
 
 }  // namespace
 
-Result<SafetensorsHeader> parse_safetensors(std::span<const std::byte> file, std::string_view file_name) {
+Result<SafetensorsHeader> read_safetensors_header(std::span<const std::byte> file, std::string_view file_name) {
   const std::string where(file_name);
   auto fail = [&](const std::string& why) { return Status::corruption(where + ": " + why); };
   if (file.size() < 8) return fail("file is " + std::to_string(file.size()) + " bytes, too short for a safetensors header");
@@ -107,56 +121,50 @@ Result<SafetensorsHeader> parse_safetensors(std::span<const std::byte> file, std
   std::string_view text(reinterpret_cast<const char*>(file.data()) + 8, header_len);
   if (text.empty() || text.front() != '{') return fail("header does not start with '{'");
 
-  auto parsed = parse_json_strict(text, "header");
-  if (!parsed.ok()) return parsed.status().with_context(where);
-  const json& j = *parsed;
+  G4_ASSIGN_OR_RETURN(const json j, parse_json(text, where + ": header", {.reject_duplicate_keys = true}));
   if (!j.is_object()) return fail("header is not a JSON object");
 
   SafetensorsHeader h;
   h.data_start = 8 + header_len;
+  std::vector<std::string> problems;
+  std::vector<Entry> entries;
   for (const auto& [name, entry] : j.items()) {
     if (name == "__metadata__") {
-      if (!entry.is_object()) return fail("__metadata__ is not an object");
+      if (!entry.is_object()) {
+        problems.push_back("__metadata__ is not an object");
+        continue;
+      }
       for (const auto& [k, v] : entry.items()) {
-        if (!v.is_string()) return fail("__metadata__ value of '" + k + "' is not a string");
-        h.metadata[k] = v.get<std::string>();
+        if (v.is_string()) h.metadata[k] = v.get<std::string>();
+        else problems.push_back("__metadata__ value of '" + k + "' is not a string");
       }
       continue;
     }
-    if (name.empty()) return fail("a tensor has an empty name");
-    auto t = parse_tensor_entry(name, entry);
-    if (!t.ok()) return t.status().with_context(where);
-    h.tensors.push_back(std::move(t).value());
+    entries.push_back(parse_tensor_entry(name, entry));
+    if (name.empty() && entries.back().problem.empty()) entries.back().problem = "a tensor has an empty name";
+    if (!entries.back().problem.empty()) problems.push_back(entries.back().problem);
   }
-
-  // Offsets must tile the data section exactly: sorted by begin, each tensor starts where the last ended.
-  std::sort(h.tensors.begin(), h.tensors.end(), [](const TensorInfo& a, const TensorInfo& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-  });
-  const uint64_t data_len = file.size() - h.data_start;
-  uint64_t cursor = 0;
-  const TensorInfo* prev = nullptr;
-  for (const TensorInfo& t : h.tensors) {
-    if (t.begin < cursor)
-      return fail("tensor '" + t.name + "': bytes [" + std::to_string(t.begin) + ", " + std::to_string(t.end) +
-                  ") overlap tensor '" + (prev ? prev->name : "") + "'");
-    if (t.begin > cursor)
-      return fail("tensor '" + t.name + "': gap of " + std::to_string(t.begin - cursor) + " bytes before its data");
-    if (t.end > data_len)
-      return fail("tensor '" + t.name + "': bytes [" + std::to_string(t.begin) + ", " + std::to_string(t.end) +
-                  ") run past the " + std::to_string(data_len) + "-byte data section (truncated?)");
-    cursor = t.end;
-    prev = &t;
+  check_tiling(entries, file.size() - h.data_start, problems);
+  for (Entry& e : entries) {
+    if (e.problem.empty()) h.tensors.push_back(std::move(e.info));
+    else h.unreadable.push_back(e.info.name);
   }
-  if (cursor != data_len)
-    return fail("data section is " + std::to_string(data_len) + " bytes but tensors cover " + std::to_string(cursor) +
-                " (trailing bytes)");
+  std::sort(h.tensors.begin(), h.tensors.end(), [](const TensorInfo& a, const TensorInfo& b) { return a.begin < b.begin; });
+  for (const std::string& p : problems) h.problems.push_back(where + ": " + p);
   return h;
 }
 
-Result<SafetensorsFile> SafetensorsFile::open(const std::filesystem::path& path) {
+Result<SafetensorsHeader> parse_safetensors(std::span<const std::byte> file, std::string_view file_name) {
+  G4_ASSIGN_OR_RETURN(SafetensorsHeader h, read_safetensors_header(file, file_name));
+  if (h.problems.empty()) return h;
+  std::string more = h.problems.size() > 1 ? " (and " + std::to_string(h.problems.size() - 1) + " more problems)" : "";
+  return Status::corruption(h.problems.front() + more);
+}
+
+Result<SafetensorsFile> SafetensorsFile::open(const std::filesystem::path& path, HeaderCheck check) {
   G4_ASSIGN_OR_RETURN(MappedFile map, MappedFile::open(path));
-  G4_ASSIGN_OR_RETURN(SafetensorsHeader header, parse_safetensors(map.bytes(), map.path()));
+  G4_ASSIGN_OR_RETURN(SafetensorsHeader header, check == HeaderCheck::kStrict ? parse_safetensors(map.bytes(), map.path())
+                                                                                : read_safetensors_header(map.bytes(), map.path()));
   return SafetensorsFile(std::move(map), std::move(header));
 }
 

@@ -22,18 +22,31 @@ inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100'000'000;  // the safe
 inline constexpr size_t kMaxTensorRank = 16;
 
 struct SafetensorsHeader {
-  std::vector<TensorInfo> tensors;  // in data-offset order
+  std::vector<TensorInfo> tensors;  // in data-offset order; only well-formed ones that lie inside the file
   std::map<std::string, std::string> metadata;
   uint64_t data_start = 0;  // file offset of the data section (8 + N)
+  // Every structural problem, one line each naming the file (and tensor): malformed entries, unknown dtypes,
+  // byte sizes that contradict shape × dtype, overlaps, gaps, bytes past the end, trailing bytes. The tensors
+  // with a problem of their own are left out of `tensors` and named in `unreadable`.
+  std::vector<std::string> problems;
+  std::vector<std::string> unreadable;
 };
 
-// Parses and validates the header of a whole safetensors file held in `file`. `file_name` is used in messages.
+// Validates the header of a whole safetensors file held in `file`, collect-all (inspect). `file_name` is used
+// in messages. Only a header that cannot be read at all (file too short, length past the end or absurd, not a
+// JSON object) is a kCorruption Status.
+Result<SafetensorsHeader> read_safetensors_header(std::span<const std::byte> file, std::string_view file_name);
+// Strict: as read_safetensors_header, but any problem is a kCorruption Status (its first problem).
 Result<SafetensorsHeader> parse_safetensors(std::span<const std::byte> file, std::string_view file_name);
+
+// How a reader treats structural problems: kStrict refuses the file (converters, the forward); kCollect keeps
+// its readable tensors and lists the problems in header().problems (inspect).
+enum class HeaderCheck { kStrict, kCollect };
 
 // A mapped, validated safetensors file with zero-copy access to tensor bytes.
 class SafetensorsFile {
  public:
-  static Result<SafetensorsFile> open(const std::filesystem::path& path);
+  static Result<SafetensorsFile> open(const std::filesystem::path& path, HeaderCheck check = HeaderCheck::kStrict);
 
   const std::string& path() const { return map_.path(); }
   const SafetensorsHeader& header() const { return header_; }

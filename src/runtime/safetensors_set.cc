@@ -4,7 +4,7 @@
 
 #include <set>
 
-#include <nlohmann/json.hpp>
+#include "runtime/json_parse.h"
 
 namespace g4 {
 namespace fs = std::filesystem;
@@ -26,7 +26,43 @@ const SafetensorsSet::Entry* SafetensorsSet::find(std::string_view name) const {
   return it == tensors_.end() ? nullptr : &it->second;
 }
 
-Result<SafetensorsSet> SafetensorsSet::open_dir(const fs::path& dir) {
+bool SafetensorsSet::unreadable(std::string_view name) const {
+  return all_unreadable_ || unreadable_.find(name) != unreadable_.end();
+}
+
+bool SafetensorsSet::unreadable_under(std::string_view prefix) const {
+  auto it = unreadable_.lower_bound(prefix);
+  return all_unreadable_ || (it != unreadable_.end() && std::string_view(*it).starts_with(prefix));
+}
+
+// Opens one file into the set. kStrict: any error is returned. kCollect: a file that cannot be opened or whose
+// header cannot be read at all becomes a problem (and null); the problems and unreadable tensors of one that can
+// are recorded.
+Result<const SafetensorsFile*> SafetensorsSet::add_file(const fs::path& path, HeaderCheck check) {
+  auto f = SafetensorsFile::open(path, check);
+  if (!f.ok()) {
+    Status s = f.status();
+    if (sharded_ && s.code() == ErrorCode::kNotFound)
+      s = Status::not_found(path.string() + ": shard named by " + kSafetensorsIndexFile + " is missing");
+    if (check == HeaderCheck::kStrict) return s;
+    problems_.push_back(s.message());
+    return static_cast<const SafetensorsFile*>(nullptr);
+  }
+  for (const std::string& p : f->header().problems) problems_.push_back(p);
+  for (const std::string& name : f->header().unreadable) unreadable_.insert(name);
+  files_.push_back(std::make_unique<SafetensorsFile>(std::move(f).value()));
+  return static_cast<const SafetensorsFile*>(files_.back().get());
+}
+
+// A malformed index entry: refused (kStrict), or an issue whose tensor is then unreadable (kCollect).
+Status SafetensorsSet::index_problem(const std::string& name, Status problem, HeaderCheck check) {
+  if (check == HeaderCheck::kStrict) return problem;
+  issues_.push_back(problem.message());
+  unreadable_.insert(name);
+  return {};
+}
+
+Result<SafetensorsSet> SafetensorsSet::open_dir(const fs::path& dir, HeaderCheck check) {
   SafetensorsSet set;
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return Status::not_found(dir.string() + ": not a directory");
@@ -34,12 +70,13 @@ Result<SafetensorsSet> SafetensorsSet::open_dir(const fs::path& dir) {
   const fs::path index_path = dir / kSafetensorsIndexFile;
 
   if (fs::exists(single, ec)) {
-    G4_ASSIGN_OR_RETURN(SafetensorsFile f, SafetensorsFile::open(single));
-    set.files_.push_back(std::make_unique<SafetensorsFile>(std::move(f)));
-    for (const TensorInfo& t : set.files_.back()->tensors()) {
-      set.tensors_.emplace(t.name, Entry{set.files_.back().get(), &t});
-      set.total_bytes_ += t.nbytes();
-    }
+    G4_ASSIGN_OR_RETURN(const SafetensorsFile* f, set.add_file(single, check));
+    if (!f) set.all_unreadable_ = true;  // any expected tensor may have been in it
+    if (f)
+      for (const TensorInfo& t : f->tensors()) {
+        set.tensors_.emplace(t.name, Entry{f, &t});
+        set.total_bytes_ += t.nbytes();
+      }
     if (fs::exists(index_path, ec))
       set.issues_.push_back(std::string(kSafetensorsIndexFile) + " is present beside " + kSafetensorsSingleFile +
                             "; transformers reads " + kSafetensorsSingleFile + " and ignores the index");
@@ -50,40 +87,43 @@ Result<SafetensorsSet> SafetensorsSet::open_dir(const fs::path& dir) {
 
   set.sharded_ = true;
   G4_ASSIGN_OR_RETURN(std::string text, read_text_file(index_path, 256u << 20));
-  json index;
-  try {
-    index = json::parse(text);
-  } catch (const json::exception& e) {
-    return Status::corruption(index_path.string() + ": not valid JSON");
-  }
+  G4_ASSIGN_OR_RETURN(const json index, parse_json(text, index_path.string()));
   if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
     return Status::corruption(index_path.string() + ": missing the 'weight_map' object");
 
   std::map<std::string, std::string> weight_map;
   std::set<std::string> shard_names;
   for (const auto& [name, file] : index["weight_map"].items()) {
-    if (!file.is_string()) return Status::corruption(index_path.string() + ": weight_map['" + name + "'] is not a string");
+    const std::string entry = index_path.string() + ": weight_map['" + name + "']";
+    if (!file.is_string()) {
+      G4_RETURN_IF_ERROR(set.index_problem(name, Status::corruption(entry + " is not a string"), check));
+      continue;
+    }
     std::string f = file.get<std::string>();
-    if (!is_plain_file_name(f))
-      return Status::corruption(index_path.string() + ": weight_map['" + name + "'] = '" + f + "' is not a file in this directory");
+    if (!is_plain_file_name(f)) {
+      G4_RETURN_IF_ERROR(set.index_problem(name, Status::corruption(entry + " = '" + f + "' is not a file in this directory"), check));
+      continue;
+    }
     weight_map[name] = f;
     shard_names.insert(f);
   }
   std::map<std::string, const SafetensorsFile*> by_shard;
   for (const std::string& shard : shard_names) {
-    auto f = SafetensorsFile::open(dir / shard);
-    if (!f.ok()) {
-      if (f.status().code() == ErrorCode::kNotFound)
-        return Status::not_found((dir / shard).string() + ": shard named by " + kSafetensorsIndexFile + " is missing");
-      return f.status();
-    }
-    set.files_.push_back(std::make_unique<SafetensorsFile>(std::move(f).value()));
-    by_shard[shard] = set.files_.back().get();
+    G4_ASSIGN_OR_RETURN(by_shard[shard], set.add_file(dir / shard, check));
   }
   for (const auto& [name, shard] : weight_map) {
     const SafetensorsFile* f = by_shard[shard];
+    if (!f) {  // kCollect: the shard could not be read; its problem is listed
+      set.unreadable_.insert(name);
+      continue;
+    }
     const TensorInfo* t = f->find(name);
-    if (!t) return Status::mismatch(f->path() + ": tensor '" + name + "' is listed in the index but not in this shard");
+    if (!t && set.unreadable_.count(name)) continue;  // kCollect: listed with its problem
+    if (!t) {
+      G4_RETURN_IF_ERROR(set.index_problem(
+          name, Status::mismatch(f->path() + ": tensor '" + name + "' is listed in the index but not in this shard"), check));
+      continue;
+    }
     set.tensors_.emplace(name, Entry{f, t});
     set.total_bytes_ += t->nbytes();
   }
@@ -92,13 +132,13 @@ Result<SafetensorsSet> SafetensorsSet::open_dir(const fs::path& dir) {
       auto it = weight_map.find(t.name);
       if (it == weight_map.end())
         set.issues_.push_back(f->path() + ": tensor '" + t.name + "' is not listed in the index (transformers ignores it)");
-      else if (set.tensors_.at(t.name).file != f.get())
+      else if (!set.tensors_.count(t.name) || set.tensors_.at(t.name).file != f.get())
         set.issues_.push_back("duplicate tensor '" + t.name + "': in " + f->path() + " and in " + it->second +
                               " (the index picks " + it->second + ")");
     }
   if (index.contains("metadata") && index["metadata"].is_object() && index["metadata"].contains("total_size")) {
     const json& ts = index["metadata"]["total_size"];
-    if (!ts.is_number_unsigned() || ts.get<uint64_t>() != set.total_bytes_)
+    if (set.problems_.empty() && (!ts.is_number_unsigned() || ts.get<uint64_t>() != set.total_bytes_))
       set.issues_.push_back(std::string(kSafetensorsIndexFile) + ": metadata.total_size is " + ts.dump() +
                             " but the listed tensors hold " + std::to_string(set.total_bytes_) + " bytes");
   }

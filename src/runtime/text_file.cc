@@ -1,21 +1,29 @@
 #include "runtime/text_file.h"
 
-#include <fstream>
-#include <sstream>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "runtime/regular_file.h"
 
 namespace g4 {
 
 Result<std::string> read_text_file(const std::filesystem::path& path, size_t max_bytes) {
-  std::error_code ec;
-  auto size = std::filesystem::file_size(path, ec);
-  if (ec) return Status::not_found(path.string() + ": cannot read: " + ec.message());
-  if (size > max_bytes)
-    return Status::invalid_argument(path.string() + ": " + std::to_string(size) + " bytes is too large for this file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::io_error(path.string() + ": cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  G4_ASSIGN_OR_RETURN(RegularFile file, RegularFile::open(path));
+  if (file.size() > max_bytes)
+    return Status::invalid_argument(path.string() + ": " + std::to_string(file.size()) + " bytes is too large for this file");
+  std::string text(static_cast<size_t>(file.size()), '\0');
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::read(file.fd(), text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::io_error(path.string() + ": cannot read: " + std::strerror(errno));
+    if (n == 0) break;  // shrank since the stat: keep what is there
+    done += static_cast<size_t>(n);
+  }
+  text.resize(done);
+  return text;
 }
 
 std::string human_bytes(uint64_t b) {

@@ -115,7 +115,7 @@ TEST(Ops, Bf16ModeRoundsResults) {
 TEST(Ops, AttentionUsesScaleOneGqaAndGivesZerosToAFullyMaskedQuery) {
   // B=1, S=2, two query heads sharing one KV head of size 1.
   Mat q = mat(2, 2, {1, 2, 1, 2}), k = mat(2, 1, {1, 3}), v = mat(2, 1, {10, 20});
-  AttentionMask m{1, 2, {1, 0, 1, 1}};
+  AttentionMask m = full_attention_mask({1, 2, {1, 1}, {}});  // q0 sees k0; q1 sees k0 and k1
   Mat out;
   make_cpu_backend()->attention(q, k, v, 2, 1, 1, m, out, kF32);
   EXPECT_FLOAT_EQ(out.v[0], 10.0f);  // query 0 sees only key 0
@@ -123,7 +123,7 @@ TEST(Ops, AttentionUsesScaleOneGqaAndGivesZerosToAFullyMaskedQuery) {
   EXPECT_NEAR(out.v[2], 10.0f * (1 - p1) + 20.0f * p1, 1e-5);
   const float p2 = 1.0f / (1.0f + std::exp(2.0f * 1 - 2.0f * 3));
   EXPECT_NEAR(out.v[3], 10.0f * (1 - p2) + 20.0f * p2, 1e-5);
-  AttentionMask none{1, 2, {0, 0, 0, 0}};
+  AttentionMask none = full_attention_mask({1, 2, {0, 0}, {}});  // every key is padding
   make_cpu_backend()->attention(q, k, v, 2, 1, 1, none, out, kF32);
   for (float o : out.v) EXPECT_EQ(o, 0.0f);
 }

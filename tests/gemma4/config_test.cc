@@ -208,5 +208,21 @@ TEST(Config, WrittenConfigParsesBackToTheSameSchedule) {
   }
 }
 
+// A 200 KB config.json nested 100k deep under a field the reader copies, dumps or descends into used to overflow
+// the stack (SIGSEGV); the depth is refused at parse time, naming the file.
+TEST(Config, DeepNestingAnywhereIsRefusedAtParseTimeNamingTheFile) {
+  const std::string deep = std::string(100'000, '[') + std::string(100'000, ']');
+  const std::string text_config = released_26b_like().dump();
+  for (const std::string& text : {
+           "{\"model_type\": \"gemma4\", \"text_config\": " + deep + "}",
+           "{\"model_type\": \"gemma4\", \"text_config\": " + text_config + ", \"vision_config\": {\"a\": " + deep + "}}",
+           text_config.substr(0, text_config.size() - 1) + ", \"rope_parameters\": {\"full_attention\": " + deep + "}}",
+           "{\"model_type\": \"gemma4_text\", \"hidden_size\": " + deep + "}"}) {
+    auto c = parse_config(text, "deep/config.json");
+    ASSERT_FALSE(c.ok());
+    EXPECT_EQ(c.status().message().rfind("deep/config.json: JSON nests deeper than 64 levels", 0), 0u) << c.status().message();
+  }
+}
+
 }  // namespace
 }  // namespace g4::gemma4

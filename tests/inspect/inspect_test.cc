@@ -1,6 +1,7 @@
 #include "inspect/hf_inspect.h"
 
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <set>
 
@@ -187,13 +188,102 @@ TEST(InspectCli, ExitCodesAndOneLineErrors) {
   fs::copy_file(testdata("tiny-31b") / "config.json", dir / "corrupt" / "config.json");
   std::string good = testing::read_bytes(testdata("tiny-31b") / "model.safetensors");
   testing::write_bytes(dir / "corrupt" / "model.safetensors", good.substr(0, good.size() / 2));
-  EXPECT_EQ(testing::run_g4convert("inspect " + (dir / "corrupt").string(), &out), 2);
-  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
-  EXPECT_NE(out.find((dir / "corrupt" / "model.safetensors").string()), std::string::npos) << out;
+  // A truncated file is a problem of the input (exit 1), listed tensor by tensor, not an error (issue 9).
+  EXPECT_EQ(testing::run_g4convert("inspect " + (dir / "corrupt").string(), &out), 1) << out;
+  EXPECT_NE(out.find("[safetensors] " + (dir / "corrupt" / "model.safetensors").string() + ": tensor '"), std::string::npos) << out;
+  EXPECT_NE(out.find("data section (truncated?)"), std::string::npos) << out;
 
   testing::write_bytes(dir / "corrupt" / "config.json", "{\"model_type\": \"gemma4_text\", \"hidden_size\": -3}");
   EXPECT_EQ(testing::run_g4convert("inspect " + (dir / "corrupt").string(), &out), 2);
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
   EXPECT_NE(out.find("config.json: hidden_size: must be positive"), std::string::npos) << out;
+}
+
+// Rewrites the header of a safetensors file through `edit`, keeping its data section minus `cut` trailing bytes.
+void edit_header(const fs::path& file, const std::function<void(nlohmann::json&)>& edit, size_t cut = 0) {
+  const std::string bytes = testing::read_bytes(file);
+  uint64_t len = 0;
+  std::memcpy(&len, bytes.data(), 8);
+  nlohmann::json header = nlohmann::json::parse(bytes.substr(8, len));
+  edit(header);
+  const std::string data = bytes.substr(8 + len);
+  testing::write_bytes(file, testing::safetensors_bytes(header.dump(), data.substr(0, data.size() - cut)));
+}
+
+TEST(Inspect, StructuralSafetensorsProblemsAreAllListedAndTheRestIsStillChecked) {
+  ScratchDir dir;
+  const std::string dropped = "model.language_model.layers.2.self_attn.k_proj.weight";
+  copy_checkpoint(testdata("tiny-31b"), dir / "m", [&](Tensor& t) { return t.spec.name != dropped; });
+  const fs::path file = dir / "m" / "model.safetensors";
+  const std::string unknown = "model.language_model.layers.0.mlp.up_proj.weight";
+  const std::string resized = "model.language_model.layers.1.mlp.down_proj.weight";
+  std::string last;
+  uint64_t last_begin = 0;
+  edit_header(file, [&](nlohmann::json& h) {
+    h[unknown]["dtype"] = "Q4_K";
+    h[resized]["shape"][0] = h[resized]["shape"][0].get<int64_t>() * 2;
+    for (const auto& [name, e] : h.items())
+      if (name != "__metadata__" && e["data_offsets"][0].get<uint64_t>() >= last_begin) last = name, last_begin = e["data_offsets"][0];
+  }, /*cut=*/2);
+  auto r = inspect_hf(dir / "m", {.scan = true});
+  ASSERT_OK(r);
+  const auto structural = problems_of_kind(*r, "safetensors");
+  ASSERT_EQ(structural.size(), 3u) << inspect_report_text(*r);
+  for (const std::string& p : structural) EXPECT_EQ(p.rfind(file.string() + ": tensor '", 0), 0u) << p;
+  EXPECT_NE(structural[0].find("'" + unknown + "': unknown dtype 'Q4_K'"), std::string::npos) << structural[0];
+  EXPECT_NE(structural[1].find("'" + resized + "': byte size"), std::string::npos) << structural[1];
+  EXPECT_NE(structural[2].find("'" + last + "': bytes ["), std::string::npos) << structural[2];
+  EXPECT_NE(structural[2].find("(truncated?)"), std::string::npos) << structural[2];
+  const auto missing = problems_of_kind(*r, "missing");
+  ASSERT_EQ(missing.size(), 1u) << "unreadable tensors are not also reported missing: " << inspect_report_text(*r);
+  EXPECT_NE(missing[0].find(dropped), std::string::npos);
+  EXPECT_TRUE(r->scanned) << "the readable tensors are still scanned";
+
+  std::string out;
+  EXPECT_EQ(testing::run_g4convert("inspect " + (dir / "m").string(), &out), 1) << out;
+  EXPECT_NE(out.find("unknown dtype 'Q4_K'"), std::string::npos) << out;
+}
+
+TEST(Inspect, OffsetsThatOverlapOrLeaveGapsAreProblemsWithoutScan) {
+  ScratchDir dir;
+  copy_checkpoint(testdata("tiny-e2b"), dir / "m", [](Tensor&) { return true; });
+  std::string first;
+  edit_header(dir / "m" / "model.safetensors", [&](nlohmann::json& h) {
+    for (const auto& [name, e] : h.items())
+      if (name != "__metadata__" && e["data_offsets"][0] == 0) first = name;
+    auto& e = h[first]["data_offsets"];
+    e[0] = e[0].get<uint64_t>() + 4;  // leaves a 4-byte gap before it and overlaps the next tensor by 4 bytes
+    e[1] = e[1].get<uint64_t>() + 4;
+  });
+  auto r = inspect_hf(dir / "m", {});
+  ASSERT_OK(r);
+  const auto structural = problems_of_kind(*r, "safetensors");
+  ASSERT_EQ(structural.size(), 2u) << inspect_report_text(*r);
+  EXPECT_NE(structural[0].find("'" + first + "': gap of 4 bytes"), std::string::npos) << structural[0];
+  EXPECT_NE(structural[1].find("overlap tensor '" + first + "'"), std::string::npos) << structural[1];
+  EXPECT_EQ(r->problems.size(), 2u) << "both tensors are still readable and checked: " << inspect_report_text(*r);
+}
+
+TEST(Inspect, UnreadableAndMissingShardsAreProblemsAndTheOtherShardsAreChecked) {
+  ScratchDir dir;
+  copy_checkpoint(testdata("tiny-e2b"), dir / "m", [](Tensor&) { return true; }, {}, 100'000);
+  auto index = nlohmann::json::parse(testing::read_bytes(dir / "m" / "model.safetensors.index.json"));
+  std::set<std::string> shards;
+  for (const auto& [name, shard] : index["weight_map"].items()) shards.insert(shard.get<std::string>());
+  ASSERT_GE(shards.size(), 3u);
+  const fs::path broken = dir / "m" / *shards.begin(), gone = dir / "m" / *std::next(shards.begin());
+  std::string bytes = testing::read_bytes(broken);
+  bytes.replace(0, 8, std::string(8, '\xff'));  // a header length past any limit
+  testing::write_bytes(broken, bytes);
+  fs::remove(gone);
+  auto r = inspect_hf(dir / "m", {.scan = true});
+  ASSERT_OK(r);
+  const auto structural = problems_of_kind(*r, "safetensors");
+  ASSERT_EQ(structural.size(), 2u) << inspect_report_text(*r);
+  EXPECT_NE(structural[0].find(broken.string() + ": header length"), std::string::npos) << structural[0];
+  EXPECT_EQ(structural[1], gone.string() + ": shard named by model.safetensors.index.json is missing");
+  EXPECT_EQ(r->problems.size(), 2u) << "the tensors of those shards are not also missing: " << inspect_report_text(*r);
+  EXPECT_EQ(r->files, shards.size() - 2);
 }
 
 TEST(SynthCli, WritesAnInspectableCheckpointAndRefusesToOverwrite) {

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <set>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace g4::torch {
 
@@ -84,9 +85,28 @@ class Reader {
     v->kind = kind;
     return v;
   }
-  Status push(Mut v) {
-    for (const PyPtr& item : v->items) v->depth = std::max(v->depth, item->depth + 1);
+  // Values are acyclic by construction, and every depth is exact: a value placed inside another (`adopt`) is
+  // never modified again, so it can be neither its own descendant nor deepened behind its parents' backs. A
+  // pickle that modifies a value after nesting it (what a self-referencing list, dict or object needs, and what
+  // torch.save never writes for state dicts and DCP metadata) is refused.
+  Status adopt(const Mut& parent, const PyPtr& child) {
+    if (child == parent) return fail("puts a container inside itself (self-referencing values are not supported)");
+    nested_.insert(child);
+    parent->depth = std::max(parent->depth, child->depth + 1);
+    return {};
+  }
+  Status check_mutable(const Mut& target, const char* op) {
+    if (nested_.count(target))
+      return fail(std::string(op) + " modifies a value already nested in another (a reference cycle?); not supported");
+    return {};
+  }
+  Status check_depth(const Mut& v) {
     if (v->depth > kMaxPickleDepth) return fail("nests deeper than " + std::to_string(kMaxPickleDepth));
+    return {};
+  }
+  Status push(Mut v) {
+    for (const PyPtr& item : v->items) G4_RETURN_IF_ERROR(adopt(v, item));
+    G4_RETURN_IF_ERROR(check_depth(v));
     stack_.push_back(std::move(v));
     return {};
   }
@@ -108,14 +128,14 @@ class Reader {
     if (stack_.empty() || (!marks_.empty() && stack_.size() <= marks_.back())) return fail("reads an empty stack");
     return stack_.back();
   }
-  // Appending into a list or dict can deepen it; keep the bound.
-  Status add_items(const Mut& target, std::vector<PyPtr> items) {
+  // Appending into a list or dict (or state into a REDUCE node) deepens it; keep the bound.
+  Status add_items(const Mut& target, std::vector<PyPtr> items, const char* op) {
+    G4_RETURN_IF_ERROR(check_mutable(target, op));
     for (auto& item : items) {
-      target->depth = std::max(target->depth, item->depth + 1);
+      G4_RETURN_IF_ERROR(adopt(target, item));
       target->items.push_back(std::move(item));
     }
-    if (target->depth > kMaxPickleDepth) return fail("nests deeper than " + std::to_string(kMaxPickleDepth));
-    return {};
+    return check_depth(target);
   }
   Status global(const std::string& module, const std::string& name) {
     std::string dotted = module + "." + name;
@@ -200,20 +220,20 @@ class Reader {
         G4_ASSIGN_OR_RETURN(Mut item, pop());
         G4_ASSIGN_OR_RETURN(Mut list, top());
         if (!list->is(K::kList)) return fail("APPEND to a non-list");
-        return add_items(list, {item});
+        return add_items(list, {item}, "APPEND");
       }
       case 'e': case 0x90: {
         G4_ASSIGN_OR_RETURN(std::vector<PyPtr> items, pop_mark());
         G4_ASSIGN_OR_RETURN(Mut list, top());
         if (!list->is(K::kList)) return fail("APPENDS to a non-list");
-        return add_items(list, std::move(items));
+        return add_items(list, std::move(items), "APPENDS");
       }
       case 's': {
         G4_ASSIGN_OR_RETURN(Mut value, pop());
         G4_ASSIGN_OR_RETURN(Mut key, pop());
         G4_ASSIGN_OR_RETURN(Mut dict, top());
         if (!dict->is(K::kDict) && !dict->is(K::kCall)) return fail("SETITEM on a non-dict");
-        return add_items(dict, {key, value});
+        return add_items(dict, {key, value}, "SETITEM");
       }
       case 'u': {
         G4_ASSIGN_OR_RETURN(std::vector<PyPtr> items, pop_mark());
@@ -221,7 +241,7 @@ class Reader {
         G4_ASSIGN_OR_RETURN(Mut dict, top());
         // An OrderedDict is a REDUCE node here; its items are added after its (callable, args).
         if (!dict->is(K::kDict) && !dict->is(K::kCall)) return fail("SETITEMS on a non-dict");
-        return add_items(dict, std::move(items));
+        return add_items(dict, std::move(items), "SETITEMS");
       }
       case 'c': {
         G4_ASSIGN_OR_RETURN(std::string module, line());
@@ -256,11 +276,12 @@ class Reader {
         G4_ASSIGN_OR_RETURN(Mut state, pop());
         G4_ASSIGN_OR_RETURN(Mut target, top());
         if (target->is(K::kObject)) {
+          G4_RETURN_IF_ERROR(check_mutable(target, "BUILD"));
+          G4_RETURN_IF_ERROR(adopt(target, state));
           target->items[2] = state;
-          target->depth = std::max(target->depth, state->depth + 1);
-          return {};
+          return check_depth(target);
         }
-        if (target->is(K::kCall)) return add_items(target, {py_str("__setstate__"), state});
+        if (target->is(K::kCall)) return add_items(target, {py_str("__setstate__"), state}, "BUILD");
         return fail("BUILD on an object it cannot hold state");
       }
       case 'Q': {
@@ -290,6 +311,9 @@ class Reader {
   std::vector<Mut> stack_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, Mut> memo_;
+  // Values placed inside another, never modified again. Held, not just their addresses: a value the pickle
+  // drops (NEWOBJ_EX kwargs, a replaced BUILD state) must not free an address a new value could reuse.
+  std::unordered_set<PyPtr> nested_;
 };
 
 }  // namespace
