@@ -1,5 +1,7 @@
 // inspect for Megatron-Core torch_dist checkpoints: the plan of the config's family says which keys, shapes
 // and `_extra_state` objects must be there; everything else is reported, collect-all style.
+#include <map>
+#include <optional>
 #include <set>
 
 #include "convert/conversion_plan.h"
@@ -15,6 +17,38 @@ namespace fs = std::filesystem;
 using convert::ConversionPlan;
 using convert::is_training_state_key;
 using convert::McoreCheckpoint;
+
+namespace {
+
+// Storage records that point past the end of their .distcp file (a truncated or edited checkpoint), found
+// without reading any data: one stat per file. One problem per tensor or byte item, naming its first bad record.
+void check_storage_bounds(const McoreCheckpoint& ckpt, InspectReport& r) {
+  std::map<std::string, uint64_t> sizes;
+  auto outside = [&](const dcp::StorageLocation& at) -> std::optional<std::string> {
+    auto [it, fresh] = sizes.try_emplace(at.relative_path, 0);
+    if (fresh) {
+      std::error_code ec;
+      it->second = fs::file_size(ckpt.iteration_dir() / at.relative_path, ec);
+      if (ec) it->second = 0;
+    }
+    if (at.offset <= it->second && at.length <= it->second - at.offset) return std::nullopt;
+    return at.relative_path + " bytes [" + std::to_string(at.offset) + ", +" + std::to_string(at.length) + ") of a " +
+           std::to_string(it->second) + "-byte file";
+  };
+  for (const auto& [key, entry] : ckpt.metadata().tensors) {
+    size_t bad = 0;
+    std::string first;
+    for (const auto& c : entry.chunks)
+      if (auto why = outside(c.where); why && bad++ == 0) first = *why;
+    if (bad)
+      r.problems.push_back({"index", "'" + key + "': " + std::to_string(bad) + " of " + std::to_string(entry.chunks.size()) +
+                                         " chunks lie outside their .distcp file (truncated?), first " + first});
+  }
+  for (const auto& [key, where] : ckpt.metadata().byte_items)
+    if (auto why = outside(where)) r.problems.push_back({"index", "'" + key + "': stored outside its .distcp file (truncated?): " + *why});
+}
+
+}  // namespace
 
 bool is_hf_checkpoint(const fs::path& dir) { return fs::exists(dir / "config.json"); }
 
@@ -37,6 +71,7 @@ Result<InspectReport> inspect_mcore(const fs::path& dir, const InspectOptions& o
     if (!entry.chunk_problem.empty()) r.problems.push_back({"index", entry.chunk_problem});  // checked when .metadata was read
   }
   r.files = files.size();
+  check_storage_bounds(*ckpt, r);
   for (const auto& [key, where] : ckpt->metadata().byte_items) r.extra_state_objects += key.find("_extra_state") != std::string::npos;
   if (!fs::exists(iter / "metadata.json")) r.problems.push_back({"missing", "metadata.json is missing: MCore does not treat the directory as a distributed checkpoint"});
   if (!fs::exists(iter / "common.pt") && !ckpt->metadata().byte_items.count("common_state/shard_0_1"))

@@ -1,5 +1,6 @@
 #include "runtime/json_parse.h"
 
+#include <cstring>
 #include <optional>
 #include <set>
 #include <string>
@@ -11,22 +12,29 @@ namespace {
 using json = nlohmann::json;
 
 // Byte offset of the first bracket that opens level max_depth + 1, outside strings. Exact for valid JSON (a
-// backslash in a string escapes exactly one character); on invalid JSON nlohmann stops at the first error,
-// before any place where this scan and the parser could disagree about what is a string.
+// quote preceded by an odd number of backslashes is escaped); on invalid JSON nlohmann stops at the first error,
+// before any place where this scan and the parser could disagree about what is a string. String contents are
+// skipped with memchr, so the scan costs a small fraction of the parse.
 std::optional<size_t> first_too_deep(std::string_view text, int max_depth) {
+  const char* const begin = text.data();
+  const char* const end = begin + text.size();
   int depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > max_depth) return i;
-    } else if (c == ']' || c == '}') {
-      --depth;
+  for (const char* p = begin; p < end; ++p) {
+    switch (*p) {
+      case '"':
+        for (;;) {  // to the closing quote
+          p = static_cast<const char*>(std::memchr(p + 1, '"', static_cast<size_t>(end - p - 1)));
+          if (!p) return std::nullopt;
+          size_t backslashes = 0;
+          while (p - backslashes > begin && p[-1 - static_cast<ptrdiff_t>(backslashes)] == '\\') ++backslashes;
+          if (backslashes % 2 == 0) break;
+        }
+        break;
+      case '[': case '{':
+        if (++depth > max_depth) return static_cast<size_t>(p - begin);
+        break;
+      case ']': case '}': --depth; break;
+      default: break;
     }
   }
   return std::nullopt;

@@ -363,5 +363,24 @@ TEST(InspectMcore, ReportsKeysAndShapesThatDisagreeWithTheConfig) {
   EXPECT_TRUE(kinds.count("unexpected"));  // E4B's PLE tensors are not part of a 31B mapping
 }
 
+TEST(InspectMcore, StorageRecordsPastTheEndOfTheirFileAreProblemsWithoutScan) {
+  testing::ScratchDir dir;
+  convert::Hf2McoreOptions o;
+  o.hf = testing::source_dir() / "testdata" / "tiny-31b";
+  o.out = dir / "m";
+  ASSERT_OK(convert::hf2mcore(o));
+  for (const auto& e : fs::directory_iterator(dir / "m" / "iter_0000000"))
+    if (e.path().extension() == ".distcp") fs::resize_file(e.path(), fs::file_size(e.path()) - 1);  // the last record of each
+  auto r = inspect_mcore(dir / "m", {});
+  ASSERT_OK(r);
+  size_t outside = 0;
+  for (const auto& p : r->problems)
+    if (p.message.find("outside its .distcp file") != std::string::npos ||
+        p.message.find("outside their .distcp file (truncated?), first __") != std::string::npos)
+      ++outside;
+  EXPECT_GT(outside, 0u) << inspect_report_text(*r);
+  EXPECT_FALSE(r->scanned);
+}
+
 }  // namespace
 }  // namespace g4

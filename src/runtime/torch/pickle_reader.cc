@@ -4,7 +4,6 @@
 #include <cstring>
 #include <set>
 #include <unordered_map>
-#include <unordered_set>
 
 namespace g4::torch {
 
@@ -89,14 +88,17 @@ class Reader {
   // never modified again, so it can be neither its own descendant nor deepened behind its parents' backs. A
   // pickle that modifies a value after nesting it (what a self-referencing list, dict or object needs, and what
   // torch.save never writes for state dicts and DCP metadata) is refused.
+  static void mark_nested(PyValue& parent, const PyPtr& child) {
+    const_cast<PyValue&>(*child).nested = true;  // every value here was made by node(), never const
+    parent.depth = std::max(parent.depth, child->depth + 1);
+  }
   Status adopt(const Mut& parent, const PyPtr& child) {
     if (child == parent) return fail("puts a container inside itself (self-referencing values are not supported)");
-    nested_.insert(child);
-    parent->depth = std::max(parent->depth, child->depth + 1);
+    mark_nested(*parent, child);
     return {};
   }
   Status check_mutable(const Mut& target, const char* op) {
-    if (nested_.count(target))
+    if (target->nested)
       return fail(std::string(op) + " modifies a value already nested in another (a reference cycle?); not supported");
     return {};
   }
@@ -105,7 +107,7 @@ class Reader {
     return {};
   }
   Status push(Mut v) {
-    for (const PyPtr& item : v->items) G4_RETURN_IF_ERROR(adopt(v, item));
+    for (const PyPtr& item : v->items) mark_nested(*v, item);  // a fresh value: none of its items is itself
     G4_RETURN_IF_ERROR(check_depth(v));
     stack_.push_back(std::move(v));
     return {};
@@ -311,9 +313,6 @@ class Reader {
   std::vector<Mut> stack_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, Mut> memo_;
-  // Values placed inside another, never modified again. Held, not just their addresses: a value the pickle
-  // drops (NEWOBJ_EX kwargs, a replaced BUILD state) must not free an address a new value could reuse.
-  std::unordered_set<PyPtr> nested_;
 };
 
 }  // namespace

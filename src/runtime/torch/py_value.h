@@ -32,6 +32,9 @@ struct PyValue {
   std::string s;  // str, bytes; global "module\nname"
   std::vector<PyPtr> items;
   uint32_t depth = 1;  // nesting depth, bounded by readers so that hostile input cannot nest without limit
+  // Set by the pickle reader once the value is placed inside another: from then on it is never modified, which
+  // keeps every value acyclic and every depth exact.
+  bool nested = false;
 
   bool is(Kind k) const { return kind == k; }
   // For kGlobal: "module.name" (joined with a dot for matching and messages).
