@@ -64,7 +64,8 @@ std::vector<BadPickle> bad_pickles() {
       {"StackGlobalNotAllowed", std::string("\x80\x04\x8c\x02os\x8c\x06system\x93.", 15), ErrorCode::kNotSupported},
       {"UnknownOpcode", std::string("\x80\x02\xff.", 4), ErrorCode::kNotSupported},
       {"NoStop", std::string("\x80\x02K\x01", 4), ErrorCode::kCorruption},
-      {"StringPastEnd", std::string("\x80\x02X\xff\xff\x00\x00ab.", 10), ErrorCode::kCorruption},
+      // Split literal: "\x00ab" would read as the one hex escape \xab.
+      {"StringPastEnd", std::string("\x80\x02X\xff\xff\x00\x00" "ab.", 10), ErrorCode::kCorruption},
       {"PopEmptyStack", std::string("\x80\x02R.", 4), ErrorCode::kCorruption},
       {"MemoMissing", std::string("\x80\x02h\x05.", 5), ErrorCode::kCorruption},
       {"AppendToTuple", std::string("\x80\x02)K\x01" "a.", 7), ErrorCode::kCorruption},
