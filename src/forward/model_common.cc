@@ -102,8 +102,8 @@ double forward_activation_bytes(const gemma4::TextConfig& cfg, const ForwardInpu
 
 Status check_fits(const gemma4::TextConfig& cfg, const ForwardInput& in, const ForwardOptions& o) {
   if (cfg.max_position_embeddings > 0 && in.seq > cfg.max_position_embeddings)
-    return Status::invalid_argument("input rows have " + std::to_string(in.seq) + " tokens, more than the model's context (max_position_embeddings " +
-                                    std::to_string(cfg.max_position_embeddings) + ")");
+    return Status::invalid_argument("input rows have " + std::to_string(in.seq) + " tokens, more than the model's context " +
+                                    "(max_position_embeddings " + std::to_string(cfg.max_position_embeddings) + ")");
   uint64_t limit = o.memory_limit;
   if (limit == 0) limit = static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   const double need = forward_activation_bytes(cfg, in, o);

@@ -28,7 +28,8 @@ void check_expected(const SafetensorsSet& set, const std::vector<HfTensor>& expe
   for (const HfTensor& e : expected) {
     const SafetensorsSet::Entry* found = set.find(e.name);
     if (!found) {
-      if (!e.optional && !set.unreadable(e.name)) r.problems.push_back({"missing", "tensor '" + e.name + "' " + shape_to_string(e.shape) + " is missing"});
+      if (!e.optional && !set.unreadable(e.name))  // an unreadable one is listed with its file's problem
+        r.problems.push_back({"missing", "tensor '" + e.name + "' " + shape_to_string(e.shape) + " is missing"});
       continue;
     }
     ++r.text_tensors;
