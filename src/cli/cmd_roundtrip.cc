@@ -14,6 +14,22 @@
 #include "verify/verify.h"
 
 namespace g4::cli {
+namespace {
+
+// " with vision+audio towers (clipped linears)" for the summary line; empty without towers.
+std::string towers_label(const gemma4::ModelConfig& config) {
+  std::string names;
+  bool clipped = false;
+  for (auto [name, tower] : {std::pair{"vision", &config.vision_config}, {"audio", &config.audio_config}}) {
+    if (tower->is_null()) continue;
+    names += (names.empty() ? "" : "+") + std::string(name);
+    clipped |= tower->value("use_clipped_linears", false);
+  }
+  if (names.empty()) return "";
+  return " with " + names + (names.find('+') == std::string::npos ? " tower" : " towers") + (clipped ? " (clipped linears)" : "");
+}
+
+}  // namespace
 
 void add_roundtrip_command(CLI::App& app, const GlobalOptions& global, int& exit_code) {
   struct Args {
@@ -77,7 +93,8 @@ void add_roundtrip_command(CLI::App& app, const GlobalOptions& global, int& exit
           for (const auto& d : *list) std::printf("%-64s  %-28s  %s\n", d.item.c_str(), d.original.c_str(), d.roundtripped.c_str());
       }
       auto config = gemma4::load_config((std::filesystem::path(args->hf) / "config.json").string());
-      const std::string variant = config.ok() ? gemma4::identify_variant(config->text) : std::string("?");
+      std::string variant = config.ok() ? gemma4::identify_variant(config->text) : std::string("?");
+      if (config.ok()) variant += towers_label(*config);
       std::string line = args->hf + ": " + variant + " (" + report->to_mcore.family + ", " + report->to_mcore.form + "), " +
                          std::to_string(report->tensors_compared) + " tensors, " + human_bytes(report->bytes_compared) + ", " +
                          human_seconds(seconds) + ": " +
