@@ -1,6 +1,9 @@
 // g4convert: Gemma 4 checkpoints between HuggingFace and Megatron-Core, proven by a reference forward.
 // This file only wires subcommands; the work lives in the libraries.
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <iostream>
 #include <exception>
 #include <new>
 #include <stdexcept>
@@ -26,11 +29,12 @@ namespace {
 std::string cap_threads(const std::string& text) {
   unsigned long long n = 0;
   try {
+    if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) throw std::invalid_argument(text);
     size_t used = 0;
     n = std::stoull(text, &used);
     if (used != text.size()) throw std::invalid_argument(text);
   } catch (const std::exception&) {
-    throw CLI::ValidationError("-j", "'" + text + "' is not a thread count");
+    throw CLI::ValidationError("'" + text + "' is not a thread count (-j takes 0 for all cores, or a positive number)");
   }
   const unsigned requested = static_cast<unsigned>(std::min<unsigned long long>(n, kMaxThreads * 1000ull));
   const unsigned used = effective_threads(requested);
@@ -59,9 +63,13 @@ int run(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    return rc == 0 ? 0 : 2;
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    return report_error(std::string(e.what()) + " (g4convert --help lists the commands and options)");
   }
+  // A result that could not be written (a full disk, a closed pipe) is a failure, not a success.
+  std::cout.flush();
+  if (std::fflush(stdout) != 0 || std::ferror(stdout) || !std::cout)
+    return report_error(std::string("cannot write the output to standard output: ") + std::strerror(errno));
   return exit_code;
 }
 

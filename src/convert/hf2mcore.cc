@@ -176,7 +176,7 @@ Result<ConvertSummary> hf2mcore(const Hf2McoreOptions& options) {
 
   OutputPolicy policy = options.output;
   policy.protect(options.hf);
-  G4_ASSIGN_OR_RETURN(OutputDir out, policy.directory(options.out));
+  G4_ASSIGN_OR_RETURN(OutputDir out, policy.directory(options.out, looks_like_megatron_checkpoint_dir));
   const fs::path iter = out.temp_path() / iteration_dir_name(options.layout);
   auto write_all = [&]() -> Status {
     std::error_code ec;

@@ -160,7 +160,7 @@ Result<ConvertSummary> mcore2hf(const Mcore2HfOptions& options) {
   policy.protect(options.mcore);
   policy.protect(ckpt->iteration_dir());
   if (options.reference_hf) policy.protect(*options.reference_hf);
-  G4_ASSIGN_OR_RETURN(OutputDir out, policy.directory(options.out));
+  G4_ASSIGN_OR_RETURN(OutputDir out, policy.directory(options.out, looks_like_hf_checkpoint_dir));
   uint64_t total = 0;
   for (const TensorSpec& s : specs) total += s.nbytes();
   auto write_all = [&]() -> Status {

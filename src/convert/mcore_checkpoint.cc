@@ -17,12 +17,15 @@ Result<fs::path> resolve_iteration_dir(const fs::path& path) {
     G4_ASSIGN_OR_RETURN(std::string text, read_text_file(path / "latest_checkpointed_iteration.txt", 64));
     while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
     if (text == "release") return path / "release";
-    char name[32];
-    char* end = nullptr;
-    const long long n = std::strtoll(text.c_str(), &end, 10);
-    if (text.empty() || *end != '\0' || n < 0)
+    // Only digits: strtoll alone would stop at a NUL byte and read "\0garbage" as iteration 0.
+    const bool digits = !text.empty() && text.size() <= 18 &&
+                        std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!digits) {
+      for (char& c : text) if (!std::isprint(static_cast<unsigned char>(c))) c = '?';
       return Status::corruption((path / "latest_checkpointed_iteration.txt").string() + ": expected an iteration or 'release', got '" + text + "'");
-    std::snprintf(name, sizeof name, "iter_%07lld", n);
+    }
+    char name[32];
+    std::snprintf(name, sizeof name, "iter_%07lld", std::stoll(text));
     return path / name;
   }
   std::string best;

@@ -11,6 +11,8 @@ HfWeights::HfWeights(gemma4::ModelConfig config, SafetensorsSet set)
 Result<HfWeights> HfWeights::open(const fs::path& dir) {
   G4_ASSIGN_OR_RETURN(gemma4::ModelConfig config, gemma4::load_config((dir / "config.json").string()));
   G4_ASSIGN_OR_RETURN(SafetensorsSet set, SafetensorsSet::open_dir(dir));
+  // The converters' rule: an index that contradicts its shards (duplicates, unlisted tensors) is no checkpoint.
+  if (!set.issues().empty()) return Status::corruption(dir.string() + ": " + set.issues().front());
   for (const gemma4::HfTensor& t : gemma4::hf_text_tensors(config)) {
     if (t.optional) continue;
     const SafetensorsSet::Entry* e = set.find(t.name);

@@ -92,7 +92,7 @@ Result<SynthSummary> synth_checkpoint(const SynthOptions& o) {
   summary.shards = plan_shards(specs, o.max_shard_bytes).size();
 
   OutputPolicy policy = o.output;
-  G4_ASSIGN_OR_RETURN(OutputDir out, policy.directory(o.out));
+  G4_ASSIGN_OR_RETURN(OutputDir out, policy.directory(o.out, looks_like_hf_checkpoint_dir));
   const size_t elem = dtype_size(o.dtype);
   TensorFill fill = [&](size_t i, uint64_t offset, std::span<std::byte> dst) -> Status {
     const uint64_t first = offset / elem, n = dst.size() / elem;

@@ -49,20 +49,30 @@ bool is_leftover(const fs::path& entry, std::string_view pid_text) {
 
 }  // namespace
 
-bool looks_like_checkpoint_dir(const fs::path& dir) {
+namespace {
+// Empty, or holding an entry `marks` recognises.
+bool empty_or_holds(const fs::path& dir, bool (*marks)(const std::string& name)) {
   std::error_code ec;
   fs::directory_iterator it(dir, ec), end;
   if (ec) return false;
-  if (it == end) return true;  // empty
+  if (it == end) return true;
   for (; it != end; it.increment(ec)) {
     if (ec) return false;
-    const std::string name = it->path().filename().string();
-    if (name == "config.json" || name == ".metadata" || name == "latest_checkpointed_iteration.txt" ||
-        name == "latest_train_state.pt" || name == "release" || name.starts_with("iter_") || name.ends_with(".safetensors") ||
-        name == "model.safetensors.index.json")
-      return true;
+    if (marks(it->path().filename().string())) return true;
   }
   return false;
+}
+}  // namespace
+
+bool looks_like_hf_checkpoint_dir(const fs::path& dir) {
+  return empty_or_holds(dir, [](const std::string& name) { return name == "config.json" || name.ends_with(".safetensors"); });
+}
+
+bool looks_like_megatron_checkpoint_dir(const fs::path& dir) {
+  return empty_or_holds(dir, [](const std::string& name) {
+    return name == ".metadata" || name == "latest_checkpointed_iteration.txt" || name == "latest_train_state.pt" ||
+           name == "release" || name.starts_with("iter_");
+  });
 }
 
 void OutputPolicy::protect_one(const fs::path& shown, const fs::path& path) {

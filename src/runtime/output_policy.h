@@ -3,7 +3,7 @@
 //   - refuses an output that equals, contains or lies inside any input, comparing real paths (symlinks, `..`)
 //     and device+inode identities (bind mounts, hard links), with one line naming both;
 //   - refuses an existing output unless `force`, and even with `force` never replaces a directory that does
-//     not look like an earlier output of the same kind, nor a file with a directory or the other way round;
+//     not look like an earlier output of the same kind (an HF checkpoint is not replaced by a Megatron one), nor a file with a directory or the other way round;
 //   - refuses two outputs of one run that overlap;
 //   - sweeps hidden temp siblings of the same target left by a run that was killed (their lock is free and
 //     their process gone), telling `notice` what it removed;
@@ -25,9 +25,10 @@ namespace g4 {
 
 // Whether an existing directory may be replaced by a new output of this kind (with --force).
 using ReplaceableDir = std::function<bool(const std::filesystem::path&)>;
-// Empty, or holding what a checkpoint holds (config.json, *.safetensors, .metadata, a Megatron tracker or
-// iteration directory): what our commands write.
-bool looks_like_checkpoint_dir(const std::filesystem::path& dir);
+// Empty, or holding what an HF safetensors checkpoint holds (config.json, *.safetensors, the index).
+bool looks_like_hf_checkpoint_dir(const std::filesystem::path& dir);
+// Empty, or holding what a Megatron torch_dist checkpoint holds (.metadata, a tracker, iter_*/release).
+bool looks_like_megatron_checkpoint_dir(const std::filesystem::path& dir);
 
 class OutputPolicy {
  public:
@@ -41,7 +42,8 @@ class OutputPolicy {
   // reader reports it).
   void protect(const std::filesystem::path& input);
 
-  Result<OutputDir> directory(const std::filesystem::path& target, const ReplaceableDir& replaceable = looks_like_checkpoint_dir);
+  // `replaceable` says which existing directory --force may replace: an earlier output of the same kind.
+  Result<OutputDir> directory(const std::filesystem::path& target, const ReplaceableDir& replaceable);
   Result<OutputFile> file(const std::filesystem::path& target);
   // A private scratch directory under the system temp dir, named "<prefix>-PID", removed on destruction;
   // stale ones of killed runs are swept.

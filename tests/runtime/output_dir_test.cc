@@ -12,7 +12,7 @@ using testing::ScratchDir;
 TEST(OutputDir, WritesIntoAHiddenSiblingAndRenamesOnCommit) {
   ScratchDir root;
   OutputPolicy policy;
-  auto out = policy.directory(root / "ckpt");
+  auto out = policy.directory(root / "ckpt", looks_like_hf_checkpoint_dir);
   ASSERT_OK(out);
   EXPECT_EQ(out->temp_path().parent_path(), fs::absolute(root.path()));
   EXPECT_EQ(out->temp_path().filename().string().rfind(".ckpt.g4tmp-", 0), 0u);
@@ -28,7 +28,7 @@ TEST(OutputDir, AbandonedOutputLeavesNothingBehind) {
   fs::path temp;
   {
     OutputPolicy policy;
-    auto out = policy.directory(root / "ckpt");
+    auto out = policy.directory(root / "ckpt", looks_like_hf_checkpoint_dir);
     ASSERT_OK(out);
     temp = out->temp_path();
     ASSERT_OK(write_file_synced(out->file("partial.safetensors"), "half"));
@@ -42,11 +42,11 @@ TEST(OutputDir, RefusesAnExistingOutputUnlessForcedAndKeepsTheOldOneUntilCommit)
   fs::create_directory(root / "ckpt");
   testing::write_bytes(root / "ckpt" / "config.json", "old");
   OutputPolicy plain;
-  auto refused = plain.directory(root / "ckpt");
+  auto refused = plain.directory(root / "ckpt", looks_like_hf_checkpoint_dir);
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("--force"), std::string::npos);
   OutputPolicy forcing(true);
-  auto forced = forcing.directory(root / "ckpt");
+  auto forced = forcing.directory(root / "ckpt", looks_like_hf_checkpoint_dir);
   ASSERT_OK(forced);
   EXPECT_EQ(testing::read_bytes(root / "ckpt" / "config.json"), "old") << "the old output stays until the new one is complete";
   ASSERT_OK(write_file_synced(forced->file("new.txt"), "new"));
@@ -59,7 +59,7 @@ TEST(OutputDir, RefusesAnExistingOutputUnlessForcedAndKeepsTheOldOneUntilCommit)
 
 TEST(OutputDir, MissingParentIsNotFound) {
   OutputPolicy policy;
-  auto out = policy.directory("/nonexistent-parent/ckpt");
+  auto out = policy.directory("/nonexistent-parent/ckpt", looks_like_hf_checkpoint_dir);
   ASSERT_FALSE(out.ok());
   EXPECT_EQ(out.status().code(), ErrorCode::kNotFound);
 }
@@ -67,7 +67,7 @@ TEST(OutputDir, MissingParentIsNotFound) {
 TEST(OutputDir, ErrorsNameTheTargetNotTheHiddenTempDirectory) {
   ScratchDir root;
   OutputPolicy policy;
-  auto out = policy.directory(root / "ckpt");
+  auto out = policy.directory(root / "ckpt", looks_like_hf_checkpoint_dir);
   ASSERT_OK(out);
   Status s = out->in_user_terms(Status::io_error(out->file("__0_0.distcp").string() + ": write failed"));
   EXPECT_EQ(s.message(), (fs::absolute(root.path()) / "ckpt" / "__0_0.distcp").string() + ": write failed");

@@ -33,7 +33,7 @@ TEST(OutputPolicy, RefusesTheInputItselfEvenWithForce) {
   const fs::path in = make_input(root);
   OutputPolicy policy(true);
   policy.protect(in);
-  expect_refused(policy.directory(in), "is the input");
+  expect_refused(policy.directory(in, looks_like_hf_checkpoint_dir), "is the input");
   EXPECT_EQ(testing::read_bytes(in / "config.json"), "{}");
 }
 
@@ -42,7 +42,7 @@ TEST(OutputPolicy, RefusesAParentOfTheInputEvenWithForce) {
   const fs::path in = make_input(root, "models/in");
   OutputPolicy policy(true);
   policy.protect(in);
-  expect_refused(policy.directory(root / "models"), "contains the input");
+  expect_refused(policy.directory(root / "models", looks_like_hf_checkpoint_dir), "contains the input");
   EXPECT_TRUE(fs::exists(in / "config.json"));
 }
 
@@ -51,7 +51,7 @@ TEST(OutputPolicy, RefusesAPathInsideTheInput) {
   const fs::path in = make_input(root);
   OutputPolicy policy;
   policy.protect(in);
-  expect_refused(policy.directory(in / "sub"), "lies inside the input");
+  expect_refused(policy.directory(in / "sub", looks_like_hf_checkpoint_dir), "lies inside the input");
   auto file = policy.file(in / "model.safetensors");
   ASSERT_FALSE(file.ok());
   EXPECT_NE(file.status().message().find("lies inside the input"), std::string::npos);
@@ -65,13 +65,13 @@ TEST(OutputPolicy, SeesThroughDotDotAndSymlinks) {
   fs::create_directory_symlink(in, root / "link-to-in");
   OutputPolicy policy(true);
   policy.protect(in);
-  expect_refused(policy.directory(root / "other" / ".." / "in"), "is the input");
-  expect_refused(policy.directory(root / "link-to-in"), "is the input");
-  expect_refused(policy.directory(root / "link-to-in" / "sub"), "lies inside the input");
+  expect_refused(policy.directory(root / "other" / ".." / "in", looks_like_hf_checkpoint_dir), "is the input");
+  expect_refused(policy.directory(root / "link-to-in", looks_like_hf_checkpoint_dir), "is the input");
+  expect_refused(policy.directory(root / "link-to-in" / "sub", looks_like_hf_checkpoint_dir), "lies inside the input");
   // The input named through a link protects the real directory too.
   OutputPolicy via_link(true);
   via_link.protect(root / "link-to-in");
-  expect_refused(via_link.directory(in), "is the input");
+  expect_refused(via_link.directory(in, looks_like_hf_checkpoint_dir), "is the input");
 }
 
 TEST(OutputPolicy, RefusesAHardLinkOfAnInputFile) {
@@ -95,7 +95,7 @@ TEST(OutputPolicy, ProtectsWhereAnInputDirectorysSymlinksPoint) {
   OutputPolicy policy(true);
   policy.protect(root / "snapshot");
   EXPECT_FALSE(policy.file(root / "blobs" / "abc123").ok());
-  expect_refused(policy.directory(root / "blobs"), "contains the input");
+  expect_refused(policy.directory(root / "blobs", looks_like_hf_checkpoint_dir), "contains the input");
   EXPECT_EQ(testing::read_bytes(root / "blobs" / "abc123"), "weights");
 }
 
@@ -107,8 +107,8 @@ TEST(OutputPolicy, SeesThroughABindMount) {
     GTEST_SKIP() << "bind mounts need CAP_SYS_ADMIN here (" << std::strerror(errno) << "); device+inode matching is still covered by hard links";
   OutputPolicy policy(true);
   policy.protect(in);
-  expect_refused(policy.directory(root / "mnt"), "is the input");
-  expect_refused(policy.directory(root / "mnt" / "sub"), "lies inside the input");
+  expect_refused(policy.directory(root / "mnt", looks_like_hf_checkpoint_dir), "is the input");
+  expect_refused(policy.directory(root / "mnt" / "sub", looks_like_hf_checkpoint_dir), "lies inside the input");
   ::umount((root / "mnt").c_str());
 }
 
@@ -122,6 +122,16 @@ TEST(OutputPolicy, RefusesOverlappingOutputsOfOneRun) {
   EXPECT_NE(second.status().message().find("another output of this run"), std::string::npos);
 }
 
+TEST(OutputPolicy, ForceNeverReplacesACheckpointOfTheOtherKind) {
+  ScratchDir root;
+  const fs::path hf = make_input(root, "hf");  // config.json: an HF checkpoint
+  fs::create_directories(root / "mc" / "iter_0000000");
+  OutputPolicy policy(true);
+  expect_refused(policy.directory(hf, looks_like_megatron_checkpoint_dir), "does not look like an earlier output");
+  expect_refused(policy.directory(root / "mc", looks_like_hf_checkpoint_dir), "does not look like an earlier output");
+  EXPECT_OK(policy.directory(root / "mc", looks_like_megatron_checkpoint_dir));
+}
+
 TEST(OutputPolicy, ForceReplacesOnlyAnEarlierOutputOfTheSameKind) {
   ScratchDir root;
   fs::create_directories(root / "home");
@@ -130,8 +140,8 @@ TEST(OutputPolicy, ForceReplacesOnlyAnEarlierOutputOfTheSameKind) {
   fs::create_directories(root / "dir");
   testing::write_bytes(root / "dir" / "config.json", "{}");
   OutputPolicy policy(true);
-  expect_refused(policy.directory(root / "home"), "does not look like an earlier output");
-  expect_refused(policy.directory(root / "file"), "is not a directory");
+  expect_refused(policy.directory(root / "home", looks_like_hf_checkpoint_dir), "does not look like an earlier output");
+  expect_refused(policy.directory(root / "file", looks_like_hf_checkpoint_dir), "is not a directory");
   auto f = policy.file(root / "dir");
   ASSERT_FALSE(f.ok());
   EXPECT_NE(f.status().message().find("not a regular file"), std::string::npos);
@@ -157,7 +167,7 @@ TEST(OutputPolicy, SweepsLeftoversOfKilledRunsAndSaysSo) {
   fs::create_directories(other);
   std::vector<std::string> notices;
   OutputPolicy policy(false, [&](const std::string& n) { notices.push_back(n); });
-  auto out = policy.directory(root / "ckpt");
+  auto out = policy.directory(root / "ckpt", looks_like_hf_checkpoint_dir);
   ASSERT_OK(out);
   EXPECT_FALSE(fs::exists(stale));
   EXPECT_TRUE(fs::exists(live));
@@ -177,7 +187,7 @@ TEST(OutputPolicy, KeepsATempDirectoryWhoseLockIsHeld) {
   // flock locks belong to the open file description, so a second open in this process conflicts like
   // another process's would.
   OutputPolicy policy;
-  ASSERT_OK(policy.directory(root / "ckpt"));
+  ASSERT_OK(policy.directory(root / "ckpt", looks_like_hf_checkpoint_dir));
   EXPECT_TRUE(fs::exists(busy));
   ::close(fd);
 }

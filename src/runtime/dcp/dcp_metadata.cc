@@ -63,9 +63,10 @@ Result<Metadata> read_metadata(const fs::path& dir) {
 }
 
 Result<Metadata> parse_metadata(std::span<const std::byte> bytes, const std::string& file) {
-  // Every global is accepted as data: .metadata names torch's own classes and, in checkpoints written by
-  // Megatron or other tools, classes we do not know; the reader never calls anything.
-  torch::PickleOptions options{[](const std::string&) { return true; }};
+  // Globals are kept as data: .metadata names torch's own classes and, in checkpoints written by Megatron or
+  // other tools, classes we do not know; the reader never calls anything. One that would run code under a
+  // Python unpickler (os.system, builtins.eval, ...) is no checkpoint's, and is refused.
+  torch::PickleOptions options{[](const std::string& g) { return !torch::names_code_execution(g); }};
   G4_ASSIGN_OR_RETURN(PyPtr root, torch::pickle_loads(bytes, options, file));
   const PyValue* state = state_of(*root);
   if (!state || !state->is(K::kDict)) return Status::corruption(file + ": not a DCP Metadata object");
@@ -117,14 +118,20 @@ Result<Metadata> parse_metadata(std::span<const std::byte> bytes, const std::str
       TensorChunk c;
       G4_ASSIGN_OR_RETURN(c.offsets, size_of(*cs->get("offsets"), where + " chunk offsets"));
       G4_ASSIGN_OR_RETURN(c.sizes, size_of(*cs->get("sizes"), where + " chunk sizes"));
-      if (c.offsets.size() != t.shape.size() || c.sizes.size() != t.shape.size())
-        return Status::corruption(where + ": chunk rank differs from the tensor's");
-      for (size_t d = 0; d < t.shape.size(); ++d)  // no sum that could overflow: offset <= dim, size <= dim - offset
+      // A chunk that cannot belong to the tensor is left out and recorded, like overlaps and holes below:
+      // readers refuse the tensor, inspect lists it, and every kept chunk is well-formed.
+      std::string bad;
+      if (c.offsets.size() != t.shape.size() || c.sizes.size() != t.shape.size()) bad = "chunk rank differs from the tensor's";
+      for (size_t d = 0; bad.empty() && d < t.shape.size(); ++d)  // no sum that could overflow: offset <= dim, size <= dim - offset
         if (c.offsets[d] > t.shape[d] || c.sizes[d] > t.shape[d] - c.offsets[d])
-          return Status::corruption(where + ": chunk " + shape_to_string(c.sizes) + " at " + shape_to_string(c.offsets) +
-                                    " lies outside the tensor's " + shape_to_string(t.shape));
+          bad = "chunk " + shape_to_string(c.sizes) + " at " + shape_to_string(c.offsets) + " lies outside the tensor's " +
+                shape_to_string(t.shape);
       auto it = locations.find({fqn, c.offsets});
-      if (it == locations.end()) return Status::corruption(where + ": a chunk has no storage entry");
+      if (bad.empty() && it == locations.end()) bad = "a chunk has no storage entry";
+      if (!bad.empty()) {
+        if (t.chunk_problem.empty()) t.chunk_problem = where + ": " + bad;
+        continue;
+      }
       c.where = it->second;
       t.chunks.push_back(std::move(c));
     }
@@ -132,7 +139,8 @@ Result<Metadata> parse_metadata(std::span<const std::byte> bytes, const std::str
     std::vector<std::vector<int64_t>> offsets;
     std::vector<Shape> sizes;
     for (const TensorChunk& c : t.chunks) offsets.push_back(c.offsets), sizes.push_back(c.sizes);
-    if (Status cover = check_chunk_cover(where, t.shape, offsets, sizes); !cover.ok()) t.chunk_problem = cover.message();
+    if (Status cover = check_chunk_cover(where, t.shape, offsets, sizes); !cover.ok() && t.chunk_problem.empty())
+      t.chunk_problem = cover.message();
     md.tensors[fqn] = std::move(t);
   }
   return md;

@@ -27,6 +27,24 @@ bool torch_weights_only_global(const std::string& g) {
   return false;
 }
 
+bool names_code_execution(const std::string& g) {
+  static const std::set<std::string> kModules = {
+      "os", "posix", "nt", "subprocess", "sys", "shutil", "socket", "importlib", "pickle", "_pickle", "marshal",
+      "runpy", "pty", "ctypes", "multiprocessing", "code", "codeop", "webbrowser", "io", "_io", "pathlib",
+      "tempfile", "signal", "threading", "_thread", "asyncio", "platform", "pdb", "timeit", "cProfile", "profile",
+      "torch.hub", "torch.utils.cpp_extension", "torch.jit", "torch._dynamo"};
+  static const std::set<std::string> kBuiltins = {
+      "eval", "exec", "compile", "open", "getattr", "setattr", "delattr", "__import__", "globals", "locals", "vars",
+      "input", "breakpoint", "exit", "quit", "help", "memoryview", "type", "super", "classmethod", "staticmethod", "property"};
+  const size_t dot = g.rfind('.');
+  const std::string module = dot == std::string::npos ? "" : g.substr(0, dot), name = g.substr(dot + 1);
+  if (module == "builtins" || module == "__builtin__") return kBuiltins.count(name) > 0;
+  if (g == "torch.load" || g == "torch.save") return true;
+  for (std::string m = module; !m.empty(); m = m.substr(0, m.rfind('.') == std::string::npos ? 0 : m.rfind('.')))
+    if (kModules.count(m)) return true;
+  return false;
+}
+
 namespace {
 
 using K = PyValue::Kind;

@@ -25,6 +25,9 @@ struct PickleOptions {
 // The globals torch.load(weights_only=True) resolves that Megatron checkpoints use: OrderedDict, tensor and
 // storage rebuilders, storage classes, dtypes, torch.Size/device, _codecs.encode, Namespace, SimpleNamespace.
 bool torch_weights_only_global(const std::string& module_dot_name);
+// True for globals that run code or reach the system when a Python unpickler calls them (os.system,
+// subprocess.*, builtins.eval, importlib.*, ...): never part of a checkpoint, so a pickle naming one is an attack.
+bool names_code_execution(const std::string& module_dot_name);
 
 Result<PyPtr> pickle_loads(std::span<const std::byte> bytes, const PickleOptions& options, std::string_view where);
 
