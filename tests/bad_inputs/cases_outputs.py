@@ -159,7 +159,8 @@ def force_cases():
     def stale_temp(ctx):
         """A temp sibling left by a killed run (its process gone, its lock free) is swept by the next run."""
         hf = _hf(ctx)
-        stale = ctx.path(".out.g4tmp-999999")
+        pid = next(p for p in range(999_999, 10**7) if not os.path.exists(f"/proc/{p}"))  # a process that is gone
+        stale = ctx.path(f".out.g4tmp-{pid}")
         stale.mkdir()
         (stale / "__0_0.distcp").write_bytes(b"half written")
         out = ctx.path("out")
