@@ -126,17 +126,17 @@ Status write_file_synced(const fs::path& path, std::string_view bytes) {
   return s;
 }
 
-OutputDir::OutputDir(OutputDir&& other) noexcept
+PendingOutput::PendingOutput(PendingOutput&& other) noexcept
     : final_(std::move(other.final_)), temp_(std::move(other.temp_)), replace_(other.replace_), committed_(other.committed_),
       lock_(std::move(other.lock_)) {
   other.committed_ = true;  // the moved-from object owns nothing
 }
 
-OutputDir::~OutputDir() {
+PendingOutput::~PendingOutput() {
   if (!committed_ && !temp_.empty()) remove_quietly(temp_);
 }
 
-Status OutputDir::in_user_terms(const Status& status) const {
+Status PendingOutput::in_user_terms(const Status& status) const {
   if (status.ok()) return status;
   std::string message = status.message();
   const std::string from = temp_.string(), to = final_.string();
@@ -145,41 +145,16 @@ Status OutputDir::in_user_terms(const Status& status) const {
   return Status(status.code(), message);
 }
 
-Status OutputDir::commit() {
-  if (committed_) return Status::internal("output directory committed twice");
+Status PendingOutput::commit() {
+  if (committed_) return Status::internal(final_.string() + ": output committed twice");
   G4_RETURN_IF_ERROR(fsync_path(temp_));
   G4_RETURN_IF_ERROR(put_in_place(temp_, final_, replace_));
   committed_ = true;
   return fsync_path(final_.parent_path());
 }
 
-OutputFile::OutputFile(OutputFile&& other) noexcept
-    : final_(std::move(other.final_)), temp_(std::move(other.temp_)), replace_(other.replace_), committed_(other.committed_),
-      lock_(std::move(other.lock_)) {
-  other.committed_ = true;
-}
-
-OutputFile::~OutputFile() {
-  std::error_code ec;
-  if (!committed_ && !temp_.empty()) fs::remove(temp_, ec);
-}
-
-Status OutputFile::commit() {
-  if (committed_) return Status::internal("output file committed twice");
-  G4_RETURN_IF_ERROR(fsync_path(temp_));
-  if (replace_) {
-    // A file replaces a file atomically with plain rename(2); the policy already refused anything else.
-    if (::rename(temp_.c_str(), final_.c_str()) != 0)
-      return Status::io_error(final_.string() + ": cannot rename the finished file into place: " + errno_text(errno));
-  } else {
-    G4_RETURN_IF_ERROR(put_in_place(temp_, final_, false));
-  }
-  committed_ = true;
-  return fsync_path(final_.parent_path());
-}
-
 Status OutputFile::write_and_commit(std::string_view bytes) {
-  G4_RETURN_IF_ERROR(write_file_synced(temp_, bytes));
+  G4_RETURN_IF_ERROR(write_file_synced(path(), bytes));
   return commit();
 }
 

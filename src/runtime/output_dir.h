@@ -34,29 +34,29 @@ class TempLock {
 // What a temp sibling of `target` is called: ".NAME.<tag>-PID" beside it.
 std::filesystem::path temp_sibling(const std::filesystem::path& target, std::string_view tag);
 
-class OutputDir {
+// What OutputDir and OutputFile share: the target, its locked temp sibling, and the commit that puts the
+// finished sibling in place. Uncommitted, the sibling is removed on destruction.
+class PendingOutput {
  public:
-  OutputDir(OutputDir&& other) noexcept;
-  OutputDir& operator=(OutputDir&&) = delete;
-  OutputDir(const OutputDir&) = delete;
-  ~OutputDir();  // removes the temp directory unless committed
+  PendingOutput(PendingOutput&& other) noexcept;
+  PendingOutput& operator=(PendingOutput&&) = delete;
+  PendingOutput(const PendingOutput&) = delete;
+  ~PendingOutput();
 
   const std::filesystem::path& temp_path() const { return temp_; }
   const std::filesystem::path& final_path() const { return final_; }
-  std::filesystem::path file(const std::string& name) const { return temp_ / name; }
-  // `status` with every mention of the temp directory replaced by the target's name: users never see the
+  // `status` with every mention of the temp sibling replaced by the target's name: users never see the
   // hidden sibling, and an error about a file being written names the output they asked for.
   Status in_user_terms(const Status& status) const;
-
-  // Puts the finished directory in place. With replace, an existing output is swapped out atomically and only
+  // Puts the finished output in place. With replace, an existing output is swapped out atomically and only
   // then removed, so it survives any failure before this point.
   Status commit();
 
- private:
-  friend class OutputPolicy;
-  OutputDir(std::filesystem::path final_path, std::filesystem::path temp, bool replace, TempLock lock)
+ protected:
+  PendingOutput(std::filesystem::path final_path, std::filesystem::path temp, bool replace, TempLock lock)
       : final_(std::move(final_path)), temp_(std::move(temp)), replace_(replace), lock_(std::move(lock)) {}
 
+ private:
   std::filesystem::path final_;
   std::filesystem::path temp_;
   bool replace_ = false;
@@ -64,30 +64,26 @@ class OutputDir {
   TempLock lock_;
 };
 
-// One file written atomically: write to path(), then commit().
-class OutputFile {
+// A directory written atomically: write under file(name), then commit().
+class OutputDir : public PendingOutput {
  public:
-  OutputFile(OutputFile&& other) noexcept;
-  OutputFile& operator=(OutputFile&&) = delete;
-  OutputFile(const OutputFile&) = delete;
-  ~OutputFile();  // removes the temp file unless committed
+  std::filesystem::path file(const std::string& name) const { return temp_path() / name; }
 
-  const std::filesystem::path& path() const { return temp_; }
-  const std::filesystem::path& final_path() const { return final_; }
-  Status commit();
-  // Convenience: writes `bytes` to path(), fsyncs and commits.
+ private:
+  friend class OutputPolicy;
+  using PendingOutput::PendingOutput;
+};
+
+// One file written atomically: write to path(), then commit().
+class OutputFile : public PendingOutput {
+ public:
+  const std::filesystem::path& path() const { return temp_path(); }
+  // Writes `bytes` to path(), fsyncs and commits.
   Status write_and_commit(std::string_view bytes);
 
  private:
   friend class OutputPolicy;
-  OutputFile(std::filesystem::path final_path, std::filesystem::path temp, bool replace, TempLock lock)
-      : final_(std::move(final_path)), temp_(std::move(temp)), replace_(replace), lock_(std::move(lock)) {}
-
-  std::filesystem::path final_;
-  std::filesystem::path temp_;
-  bool replace_ = false;
-  bool committed_ = false;
-  TempLock lock_;
+  using PendingOutput::PendingOutput;
 };
 
 // Writes `bytes` to `path` (created or truncated) and fsyncs it.

@@ -161,23 +161,30 @@ Result<fs::path> OutputPolicy::prepare(const fs::path& target, bool want_dir, co
   return abs;
 }
 
-void OutputPolicy::sweep_leftovers(const fs::path& abs) const {
-  const std::string prefix = "." + abs.filename().string() + ".";
+void OutputPolicy::sweep(const fs::path& dir, const std::function<std::string_view(std::string_view name)>& pid_of) const {
   std::error_code ec;
   std::vector<fs::path> stale;
-  for (fs::directory_iterator it(abs.parent_path(), ec), end; !ec && it != end; it.increment(ec)) {
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    if (!name.starts_with(prefix)) continue;
-    const std::string_view rest = std::string_view(name).substr(prefix.size());
-    for (std::string_view tag : {"g4tmp-", "g4old-"})
-      if (rest.starts_with(tag) && all_digits(rest.substr(tag.size())) && is_leftover(it->path(), rest.substr(tag.size())))
-        stale.push_back(it->path());
+    const std::string_view pid = pid_of(name);
+    if (all_digits(pid) && is_leftover(it->path(), pid)) stale.push_back(it->path());
   }
   for (const fs::path& p : stale) {
     std::error_code rm;
     fs::remove_all(p, rm);
     if (notice_) notice_("removed " + p.string() + ", left by an interrupted run" + (rm ? " (partly: " + rm.message() + ")" : ""));
   }
+}
+
+void OutputPolicy::sweep_leftovers(const fs::path& abs) const {
+  const std::string prefix = "." + abs.filename().string() + ".";
+  sweep(abs.parent_path(), [&](std::string_view name) -> std::string_view {
+    if (!name.starts_with(prefix)) return {};
+    const std::string_view rest = name.substr(prefix.size());
+    for (std::string_view tag : {"g4tmp-", "g4old-"})
+      if (rest.starts_with(tag)) return rest.substr(tag.size());
+    return {};
+  });
 }
 
 Result<OutputDir> OutputPolicy::directory(const fs::path& target, const ReplaceableDir& replaceable) {
@@ -218,18 +225,8 @@ Result<OutputDir> OutputPolicy::scratch(const std::string& prefix) {
   std::error_code ec;
   const fs::path base = fs::temp_directory_path(ec);
   if (ec) return Status::io_error("no temp directory for scratch files: " + ec.message());
-  std::vector<fs::path> stale;
-  for (fs::directory_iterator it(base, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (name.starts_with(prefix + "-") && all_digits(name.substr(prefix.size() + 1)) &&
-        is_leftover(it->path(), name.substr(prefix.size() + 1)))
-      stale.push_back(it->path());
-  }
-  for (const fs::path& p : stale) {
-    std::error_code rm;
-    fs::remove_all(p, rm);
-    if (notice_) notice_("removed " + p.string() + ", left by an interrupted run");
-  }
+  const std::string lead = prefix + "-";
+  sweep(base, [&](std::string_view name) { return name.starts_with(lead) ? name.substr(lead.size()) : std::string_view(); });
   const fs::path dir = base / (prefix + "-" + std::to_string(::getpid()));
   fs::remove_all(dir, ec);
   if (!fs::create_directory(dir, ec)) return Status::io_error(dir.string() + ": cannot create: " + ec.message());

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "runtime/output_dir.h"
@@ -68,6 +69,8 @@ class OutputPolicy {
   Result<std::filesystem::path> prepare(const std::filesystem::path& target, bool want_dir, const ReplaceableDir& replaceable,
                                         bool& replace);
   void sweep_leftovers(const std::filesystem::path& target) const;
+  // Removes the entries of `dir` whose writer is gone; `pid_of` gives an entry's PID text, empty for others.
+  void sweep(const std::filesystem::path& dir, const std::function<std::string_view(std::string_view name)>& pid_of) const;
 
   bool force_;
   Notice notice_;
