@@ -21,7 +21,7 @@ def main():
         tmp = pathlib.Path(tmp)
         subprocess.run([G4, "hf2mcore", "--hf", SRC, "--out", tmp / "m", "-q"], check=True)
         clean = subprocess.run([G4, "verify", "--hf", SRC, "--mcore", tmp / "m", "--report", OUT / "clean-report.json",
-                                "--plot", OUT / "clean.svg"], capture_output=True, text=True)
+                                "--plot", OUT / "clean.svg", "--force"], capture_output=True, text=True)
         (OUT / "clean.txt").write_text(clean.stdout)
         it = tmp / "m" / "iter_0000000"
         md = dcp.FileSystemReader(str(it)).read_metadata()
@@ -35,7 +35,7 @@ def main():
         for f in ("metadata.json", "common.pt", "hf_config.json"):
             shutil.copy(it / f, tmp / "planted" / f)
         planted = subprocess.run([G4, "verify", "--hf", SRC, "--mcore", tmp / "planted", "--report", OUT / "kv-swap-report.json",
-                                  "--plot", OUT / "kv-swap.svg"], capture_output=True, text=True)
+                                  "--plot", OUT / "kv-swap.svg", "--force"], capture_output=True, text=True)
         (OUT / "kv-swap.txt").write_text(planted.stdout)
 
 
