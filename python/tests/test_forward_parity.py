@@ -26,6 +26,34 @@ def test_forward_matches_live_transformers(tmp_path, structure, case, dtype):
     assert row["pass"], row
 
 
+# How far a fresh run of the generator may drift from the committed goldens on another machine: only CPU-kernel
+# noise (accumulation order, SIMD width, bf16 kernels), never a different computation, which moves a tensor by
+# order 1. Measured on two machines: fp32 reaches ~1.5e-6 of a tensor's largest value, bf16 ~2.3e-2 (bf16 has
+# 8 mantissa bits and six layers to accumulate rounding); element-wise tolerances fail on near-zero elements.
+KERNEL_NOISE = {"fp32": 1e-5, "bf16": 6e-2}
+
+
+def drift(old, new):
+    """Largest difference relative to the tensor's largest magnitude, and the normwise relative difference."""
+    o, n = old.double(), new.double()
+    return float((o - n).abs().max() / o.abs().max().clamp_min(1e-30)), float((o - n).norm() / o.norm().clamp_min(1e-30))
+
+
+def top_k_flips_are_near_ties(old_experts, new_experts, probs, tolerance):
+    """A top-k choice may differ between machines only where the swapped experts' probabilities tie to within
+    kernel noise; any other difference is a different computation."""
+    k = old_experts.shape[-1]
+    for token in range(old_experts.reshape(-1, k).shape[0]):
+        a, b = set(old_experts.reshape(-1, k)[token].tolist()), set(new_experts.reshape(-1, k)[token].tolist())
+        if a == b:
+            continue
+        p = probs.reshape(-1, probs.shape[-1])[token].double()
+        kth = p.sort(descending=True).values[k - 1]
+        if any(abs(float(p[e] - kth)) > tolerance for e in a ^ b):
+            return False
+    return True
+
+
 def test_goldens_are_what_their_generator_makes(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "testdata" / "gen" / "make_goldens.py"), str(tmp_path)], check=True,
                    capture_output=True)
@@ -37,10 +65,15 @@ def test_goldens_are_what_their_generator_makes(tmp_path):
             continue
         old, new = load_file(TESTDATA / "goldens" / name), load_file(tmp_path / name)
         assert old.keys() == new.keys(), name
+        tolerance = KERNEL_NOISE[name.split(".")[-2]]
         for key in old:
+            assert old[key].shape == new[key].shape and old[key].dtype == new[key].dtype, f"{name}: {key}"
             if old[key].is_floating_point():
-                # Same versions and inputs; allow only CPU-kernel-level differences between machines.
-                assert torch.allclose(old[key], new[key], rtol=1e-5, atol=1e-6), f"{name}: {key}"
+                largest, normwise = drift(old[key], new[key])
+                assert largest <= tolerance and normwise <= tolerance, f"{name}: {key} drifts {largest:.3g}/{normwise:.3g}"
+            elif key.endswith(".experts"):
+                probs = old[key.replace(".experts", ".probs")]
+                assert top_k_flips_are_near_ties(old[key], new[key], probs, tolerance), f"{name}: {key}"
             else:
                 assert torch.equal(old[key], new[key]), f"{name}: {key}"
 
