@@ -142,7 +142,9 @@ void replace_mcore_tensor(const std::filesystem::path& checkpoint, const std::st
                         return Status();
                       }});
   ASSERT_TRUE(dcp::write_dcp(scratch, {t}, {}, {}).ok());
-  const std::string file = "__77_0.distcp";
+  // A file name no earlier replacement took, so several tensors can be replaced in one checkpoint.
+  std::string file;
+  for (int n = 0; file.empty() || std::filesystem::exists(*iter / file); ++n) file = "__77_" + std::to_string(n) + ".distcp";
   std::filesystem::rename(scratch / "__0_0.distcp", *iter / file);
   PyPtr fresh = load_metadata(scratch);
   std::filesystem::remove_all(scratch);

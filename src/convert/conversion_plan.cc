@@ -43,6 +43,7 @@ class PlanBuilder {
     p.name = param_name;
     p.layer = l;
     p.experts = rule.experts;
+    p.vocab_rows = rule.vocab_rows;
     p.slot = storage_slot(rule.megatron, l, text_, plan_.layer_keys, plan_.prefix);
     switch (rule.transform) {
       case Transform::kIdentity: {
@@ -113,11 +114,15 @@ int64_t row_elems(const Shape& shape) {
   return n;
 }
 
-Result<ConversionPlan> build_plan(const gemma4::ModelConfig& config, const std::vector<std::pair<std::string, Shape>>& tower_tensors) {
+Result<ConversionPlan> build_plan(const gemma4::ModelConfig& config, const std::vector<std::pair<std::string, Shape>>& tower_tensors,
+                                  std::optional<std::string_view> language_prefix) {
   const gemma4::TextConfig& text = config.text;
   ConversionPlan plan;
   plan.table = text.enable_moe_block ? &mappings::moe_text_table() : &mappings::dense_text_table();
-  plan.prefix = config.form == gemma4::ModelForm::kConditional ? std::string(mappings::kVlLanguagePrefix) : "";
+  plan.prefix = language_prefix ? std::string(*language_prefix)
+                : config.form == gemma4::ModelForm::kConditional ? std::string(mappings::kVlLanguagePrefix) : "";
+  if (!plan.prefix.empty() && plan.prefix != mappings::kVlLanguagePrefix)
+    return Status::invalid_argument("language-model prefix '" + plan.prefix + "' is neither '' nor 'language_model.'");
   plan.layer_keys = layer_keys_for(text);
   for (const gemma4::HfTensor& t : gemma4::hf_text_tensors(config)) {
     plan.hf_index[t.name] = static_cast<int>(plan.hf.size());

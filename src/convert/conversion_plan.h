@@ -44,6 +44,7 @@ struct MegatronParam {
   Shape shape;
   int layer = -1;
   bool experts = false;  // [E, ...]: one DCP chunk per expert
+  bool vocab_rows = false;  // may be stored with padding rows beyond dim 0 (mappings::Rule::vocab_rows)
   StorageSlot slot;
   std::vector<Piece> pieces;  // in destination row order, covering every row exactly once
 };
@@ -65,7 +66,11 @@ struct ConversionPlan {
 };
 
 // `tower_tensors`: the vision/audio tensors (full HF names and shapes) to pass through unchanged.
-Result<ConversionPlan> build_plan(const gemma4::ModelConfig& config, const std::vector<std::pair<std::string, Shape>>& tower_tensors);
+// `language_prefix`: the Megatron prefix of the language model, "language_model." or ""; unset, the config's
+// form decides ("language_model." for the conditional form). A conditional config with "" is Megatron-Bridge's
+// text mode (a plain GPTModel); a causal config with "language_model." reads a VL checkpoint's language model.
+Result<ConversionPlan> build_plan(const gemma4::ModelConfig& config, const std::vector<std::pair<std::string, Shape>>& tower_tensors,
+                                  std::optional<std::string_view> language_prefix = std::nullopt);
 
 // Rows and row size (in elements) of a shape: dim 0 and the product of the rest (1-D: numel and 1).
 int64_t row_count(const Shape& shape);

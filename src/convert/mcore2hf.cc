@@ -9,6 +9,7 @@
 #include "convert/element_copy.h"
 #include "convert/mcore_checkpoint.h"
 #include "convert/v_slot_drift.h"
+#include "convert/vocab_padding.h"
 #include "gemma4/config.h"
 #include "runtime/output_dir.h"
 #include "runtime/safetensors_set.h"
@@ -33,7 +34,7 @@ class SlabCache {
       if (auto it = slabs_.find(param); it != slabs_.end()) return it->second;
     }
     const MegatronParam& p = plan_.params[param];
-    G4_ASSIGN_OR_RETURN(std::shared_ptr<const Slab> slab, ckpt_.read_slab(p.slot.key, p.slot.index, p.slot.axes, p.shape));
+    G4_ASSIGN_OR_RETURN(std::shared_ptr<const Slab> slab, ckpt_.read_slab(p.slot.key, p.slot.index, p.slot.axes, p.shape, p.vocab_rows));
     std::lock_guard lock(mutex_);
     return slabs_.try_emplace(param, slab).first->second;
   }
@@ -91,6 +92,15 @@ Result<ConvertSummary> mcore2hf(const Mcore2HfOptions& options) {
     mapped_keys.insert(p.slot.key);
   }
   ConvertSummary summary;
+  // Vocabulary padding (Megatron-Bridge's zero rows) is not part of the HF model: only the config's rows are
+  // exported, and padding rows a training run changed are reported, never dropped silently.
+  for (const MegatronParam& p : plan.params) {
+    if (!p.vocab_rows) continue;
+    G4_ASSIGN_OR_RETURN(const VocabPadding padding, scan_vocab_padding(*ckpt, p.slot.key, p.shape));
+    if (padding.nonzero_rows > 0)
+      summary.warnings.push_back(describe_nonzero_padding(*ckpt, p.slot.key, padding) + "; only the vocabulary's " +
+                                 std::to_string(padding.vocab) + " rows were exported");
+  }
   for (const auto& [key, entry] : ckpt->metadata().tensors)
     if (!mapped_keys.count(key) && !is_training_state_key(key) && key.find("_extra_state") == std::string::npos)
       summary.warnings.push_back("'" + key + "' is not part of the Gemma 4 mapping and was not exported");

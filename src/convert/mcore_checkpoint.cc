@@ -126,28 +126,61 @@ uint64_t linear_index(const std::vector<int64_t>& pos, const std::vector<int64_t
 
 }  // namespace
 
-Result<std::shared_ptr<const Slab>> McoreCheckpoint::read_slab(const std::string& key, const std::vector<int64_t>& index,
-                                                               const std::vector<int64_t>& axes, const Shape& shape) const {
+Result<Shape> McoreCheckpoint::stored_shape(const std::string& key, const std::vector<int64_t>& axes, const Shape& shape,
+                                            bool vocab_rows) const {
   const std::string where = iter_.string() + ": '" + key + "'";
   const dcp::TensorEntry* entry = find(key);
   if (!entry) return Status::not_found(where + " is missing");
   if (!entry->chunk_problem.empty()) return Status::corruption(entry->chunk_problem);
-  // The whole stored tensor, stacked axes included, must be what the caller's config implies.
+  // The whole stored tensor, stacked axes included, must be what the caller's config implies; a vocabulary
+  // parameter may have more rows (padding), never fewer or other row dims.
   Shape expected = axes;
   expected.insert(expected.end(), shape.begin(), shape.end());
+  if (vocab_rows && axes.empty() && !shape.empty() && entry->shape.size() == shape.size() && entry->shape[0] > shape[0] &&
+      std::equal(shape.begin() + 1, shape.end(), entry->shape.begin() + 1))
+    expected = entry->shape;
   if (entry->shape != expected)
     return Status::invalid_argument(where + " has shape " + shape_to_string(entry->shape) + ", the config implies " +
-                                    shape_to_string(expected));
+                                    shape_to_string(expected) + (vocab_rows ? " (or more rows: vocabulary padding)" : ""));
+  return expected;
+}
+
+Result<std::shared_ptr<const Slab>> McoreCheckpoint::read_slab(const std::string& key, const std::vector<int64_t>& index,
+                                                               const std::vector<int64_t>& axes, const Shape& shape, bool vocab_rows) const {
+  const std::string where = iter_.string() + ": '" + key + "'";
+  G4_RETURN_IF_ERROR(stored_shape(key, axes, shape, vocab_rows).status());
   if (index.size() != axes.size())
     return Status::internal(where + ": position " + shape_to_string(index) + " on stacked axes " + shape_to_string(axes));
   for (size_t d = 0; d < index.size(); ++d)
     if (index[d] < 0 || index[d] >= axes[d])
       return Status::internal(where + ": position " + shape_to_string(index) + " outside stacked axes " + shape_to_string(axes));
-
-  // The box read: one position on the stacked axes, everything of the parameter's own dims.
-  const size_t lead = index.size(), rank = expected.size();
-  std::vector<int64_t> box_off = index, box_size(lead, 1);
+  // The box read: one position on the stacked axes, the parameter's own dims (its first rows when padded).
+  std::vector<int64_t> box_off = index, box_size(index.size(), 1);
   for (int64_t d : shape) box_off.push_back(0), box_size.push_back(d);
+  return read_box(key, *find(key), std::move(box_off), std::move(box_size), index.size());
+}
+
+Result<std::shared_ptr<const Slab>> McoreCheckpoint::read_rows(const std::string& key, int64_t first, const Shape& shape) const {
+  const std::string where = iter_.string() + ": '" + key + "'";
+  const dcp::TensorEntry* entry = find(key);
+  if (!entry) return Status::not_found(where + " is missing");
+  if (!entry->chunk_problem.empty()) return Status::corruption(entry->chunk_problem);
+  if (shape.empty() || entry->shape.size() != shape.size() || !std::equal(shape.begin() + 1, shape.end(), entry->shape.begin() + 1) ||
+      first < 0 || shape[0] < 0 || first > entry->shape[0] - shape[0])
+    return Status::internal(where + ": rows " + std::to_string(first) + "+" + shape_to_string(shape) + " outside " + shape_to_string(entry->shape));
+  std::vector<int64_t> box_off(shape.size(), 0), box_size(shape.begin(), shape.end());
+  box_off[0] = first;
+  return read_box(key, *entry, std::move(box_off), std::move(box_size), 0);
+}
+
+Result<std::shared_ptr<const Slab>> McoreCheckpoint::read_box(const std::string& key, const dcp::TensorEntry& stored,
+                                                              std::vector<int64_t> box_off, std::vector<int64_t> box_size,
+                                                              size_t lead) const {
+  const std::string where = iter_.string() + ": '" + key + "'";
+  const dcp::TensorEntry* entry = &stored;
+  const Shape& expected = entry->shape;
+  const std::vector<int64_t> index(box_off.begin(), box_off.begin() + static_cast<std::ptrdiff_t>(lead));
+  const size_t rank = expected.size();
   auto slab = std::make_shared<Slab>();
   slab->dtype = entry->dtype;
   const size_t es = dtype_size(entry->dtype);

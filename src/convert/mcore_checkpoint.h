@@ -80,10 +80,22 @@ class McoreCheckpoint {
   // shape); the stored tensor must have exactly the shape `axes ++ shape` the caller's config implies, and its
   // chunks must tile it exactly. Any rank, 0-d and empty tensors included. Thread-safe. Errors name the
   // checkpoint and key (missing key, shape disagreeing with the config, chunks overlapping or leaving a hole).
+  // `vocab_rows` (an unstacked parameter whose dim 0 indexes the vocabulary, mappings::Rule::vocab_rows): the
+  // stored tensor may have more rows than `shape` (Megatron-Bridge's vocabulary padding) and the slab is its
+  // first shape[0] rows; the padding rows are checked by scan_vocab_padding (vocab_padding.h).
   Result<std::shared_ptr<const Slab>> read_slab(const std::string& key, const std::vector<int64_t>& index,
-                                                const std::vector<int64_t>& axes, const Shape& shape) const;
+                                                const std::vector<int64_t>& axes, const Shape& shape, bool vocab_rows = false) const;
+  // The stored shape of `key` after the checks read_slab makes (exists, chunks tile it, shape as the config
+  // implies with `axes` prepended, more rows only for `vocab_rows`), without reading data.
+  Result<Shape> stored_shape(const std::string& key, const std::vector<int64_t>& axes, const Shape& shape, bool vocab_rows = false) const;
+  // Rows [first, first + shape[0]) of the unstacked tensor `key`, whose other dims must be shape's.
+  Result<std::shared_ptr<const Slab>> read_rows(const std::string& key, int64_t first, const Shape& shape) const;
 
  private:
+  // The box at `box_off` of `box_size` (stacked axes first) of the stored tensor `entry`, as a slab.
+  Result<std::shared_ptr<const Slab>> read_box(const std::string& key, const dcp::TensorEntry& entry, std::vector<int64_t> box_off,
+                                               std::vector<int64_t> box_size, size_t lead) const;
+
   std::filesystem::path iter_;
   dcp::Metadata metadata_;
   mutable std::map<std::string, MappedFile> maps_;  // every .distcp file, opened up front

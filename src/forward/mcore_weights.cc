@@ -4,6 +4,7 @@
 
 #include "convert/conversion_plan.h"
 #include "convert/mcore_files.h"
+#include "convert/vocab_padding.h"
 
 namespace g4::forward {
 namespace fs = std::filesystem;
@@ -11,7 +12,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr std::string_view kLayers = "decoder.layers.", kAttention = "self_attention.";
-constexpr std::string_view kWordEmbeddings = "embedding.word_embeddings.weight";
 
 }  // namespace
 
@@ -27,7 +27,10 @@ Result<McoreWeights> McoreWeights::open(const fs::path& dir, const fs::path& con
   // Each parameter's own shape as the config implies it (the plan's shapes; where it is stored is resolved
   // below, independently of the plan's storage slots).
   G4_ASSIGN_OR_RETURN(convert::ConversionPlan plan, convert::build_plan(w.config_, {}));
-  for (const convert::MegatronParam& p : plan.params) w.shapes_[p.name] = p.shape;
+  for (const convert::MegatronParam& p : plan.params) {
+    w.shapes_[p.name] = p.shape;
+    if (p.vocab_rows) w.vocab_rows_.insert(p.name);
+  }
   if (const std::string extra = w.ckpt_->key_beyond_layers(w.prefix_, w.config_.text.num_hidden_layers); !extra.empty())
     return Status::mismatch(w.ckpt_->iteration_dir().string() + ": '" + extra + "' is a layer the config does not have (it has " +
                             std::to_string(w.config_.text.num_hidden_layers) + " layers)");
@@ -39,7 +42,7 @@ Result<McoreWeights::Param> McoreWeights::param(const std::string& name) const {
   auto known = shapes_.find(prefix_ + name);
   if (known == shapes_.end()) return Status::not_found(where + ": '" + prefix_ + name + "' is not a parameter of the config's model");
   const Shape& shape = known->second;
-  if (name == kWordEmbeddings) return word_embeddings(prefix_ + name, shape);
+  if (vocab_rows_.count(prefix_ + name)) return vocab_param(prefix_ + name, shape);
   if (!name.starts_with(kLayers)) {
     G4_ASSIGN_OR_RETURN(auto slab, ckpt_->read_slab(prefix_ + name, {}, {}, shape));
     return Param{std::move(slab), shape, prefix_ + name};
@@ -70,28 +73,14 @@ Result<McoreWeights::Param> McoreWeights::param(const std::string& name) const {
   return Param{std::move(slab), shape, key};
 }
 
-Result<McoreWeights::Param> McoreWeights::word_embeddings(const std::string& key, const Shape& shape) const {
-  // Megatron-Bridge pads the vocabulary with zero rows (to a multiple of 128): the forward reads the config's
-  // rows, which are the same values, and refuses padding rows that are not zero (no semantics for them here).
-  const dcp::TensorEntry* e = ckpt_->find(key);
-  const bool padded = e && e->shape.size() == 2 && shape.size() == 2 && e->shape[1] == shape[1] && e->shape[0] > shape[0];
-  G4_ASSIGN_OR_RETURN(auto slab, ckpt_->read_slab(key, {}, {}, padded ? e->shape : shape));
-  if (padded) {
-    if (!dtype_is_float(slab->dtype)) return Status::not_supported(ckpt_->iteration_dir().string() + ": '" + key + "' is not floating point");
-    const size_t es = dtype_size(slab->dtype);
-    const uint64_t row = static_cast<uint64_t>(shape[1]) * es;
-    std::vector<float> values(static_cast<size_t>(shape[1]));
-    for (int64_t r = shape[0]; r < e->shape[0]; ++r) {
-      (void)slab->visit(static_cast<uint64_t>(r) * row, static_cast<uint64_t>(r + 1) * row, [&](std::span<const std::byte> src, uint64_t at) {
-        to_f32(slab->dtype, src.data(), values.data() + at / es, src.size() / es);
-        return Status();
-      });
-      if (std::any_of(values.begin(), values.end(), [](float v) { return v != 0.0f; }))
-        return Status::not_supported(ckpt_->iteration_dir().string() + ": '" + key + "' has shape " + shape_to_string(e->shape) +
-                                     ", the config's vocab is " + std::to_string(shape[0]) + " rows, and padding row " +
-                                     std::to_string(r) + " is not zero (padded vocab with trained padding rows is not supported)");
-    }
-  }
+Result<McoreWeights::Param> McoreWeights::vocab_param(const std::string& key, const Shape& shape) const {
+  // Megatron-Bridge pads the vocabulary with zero rows: the forward reads the config's rows, the same values,
+  // and refuses padding rows that are not zero (no semantics for them here; mcore2hf exports with a warning).
+  G4_ASSIGN_OR_RETURN(const convert::VocabPadding padding, convert::scan_vocab_padding(*ckpt_, key, shape));
+  if (padding.nonzero_rows > 0)
+    return Status::not_supported(convert::describe_nonzero_padding(*ckpt_, key, padding) +
+                                 " (the forward has no semantics for trained padding rows)");
+  G4_ASSIGN_OR_RETURN(auto slab, ckpt_->read_slab(key, {}, {}, shape, true));
   return Param{std::move(slab), shape, key};
 }
 

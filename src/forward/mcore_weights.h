@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -44,13 +45,15 @@ class McoreWeights {
   };
   // Reads `name` (no prefix) with exactly the shape the config implies, stacked axis included.
   Result<Param> param(const std::string& name) const;
-  Result<Param> word_embeddings(const std::string& key, const Shape& shape) const;
+  // A parameter whose dim 0 indexes the vocabulary: its first rows; padding rows that are not zero are refused.
+  Result<Param> vocab_param(const std::string& key, const Shape& shape) const;
   void convert(const Param& param, uint64_t first, uint64_t count, float* out, const Precision& p) const;
 
   gemma4::ModelConfig config_;
   std::shared_ptr<convert::McoreCheckpoint> ckpt_;
   std::string prefix_;  // "" or "language_model."
   std::map<std::string, Shape> shapes_;  // module name (with prefix) -> the parameter's shape per the config
+  std::set<std::string> vocab_rows_;     // module names (with prefix) of vocabulary parameters (may be padded)
 };
 
 }  // namespace g4::forward

@@ -8,6 +8,7 @@
 #include "convert/mcore_checkpoint.h"
 #include "convert/mcore_files.h"
 #include "convert/v_slot_drift.h"
+#include "convert/vocab_padding.h"
 #include "gemma4/presets.h"
 #include "inspect/hf_inspect.h"
 #include "runtime/finite_scan.h"
@@ -104,7 +105,7 @@ Result<InspectReport> inspect_mcore(const fs::path& dir, const InspectOptions& o
     if (mapped.insert(p.slot.key).second) {
       Shape global = p.slot.axes;
       global.insert(global.end(), p.shape.begin(), p.shape.end());
-      if (e->shape != global)
+      if (!ckpt->stored_shape(p.slot.key, p.slot.axes, p.shape, p.vocab_rows).ok())  // vocabulary padding is no problem
         r.problems.push_back({"shape", "'" + p.slot.key + "' has shape " + shape_to_string(e->shape) + ", the config implies " + shape_to_string(global)});
     }
   }
@@ -113,6 +114,13 @@ Result<InspectReport> inspect_mcore(const fs::path& dir, const InspectOptions& o
     if (!mapped.count(key) && !is_training_state_key(key))
       r.problems.push_back({"unexpected", "'" + key + "' is not part of the Gemma 4 mapping"});
   const bool structurally_ok = r.problems.empty();
+  // Padding rows a training run changed are not exported (mcore2hf warns): reported, reading only those rows.
+  for (const auto& p : plan.params) {
+    if (!p.vocab_rows || !structurally_ok) continue;
+    auto padding = convert::scan_vocab_padding(*ckpt, p.slot.key, p.shape);
+    if (!padding.ok()) r.problems.push_back({"index", padding.status().message()});
+    else if (padding->nonzero_rows > 0) r.problems.push_back({"vocab-padding", convert::describe_nonzero_padding(*ckpt, p.slot.key, *padding)});
+  }
   for (const auto& item : plan.extra_state)
     if (item.requested && !ckpt->metadata().byte_items.count(item.key))
       r.problems.push_back({"extra-state", "'" + item.key + "' is missing: Megatron-Bridge's loader requests it (default strictness fails)"});
@@ -122,7 +130,7 @@ Result<InspectReport> inspect_mcore(const fs::path& dir, const InspectOptions& o
   for (size_t s = 0; s < plan.hf.size() && structurally_ok; ++s) {
     if (gathers[s].duplicates.empty()) continue;
     const auto& p = plan.params[gathers[s].canonical[0].param];
-    auto slab = ckpt->read_slab(p.slot.key, p.slot.index, p.slot.axes, p.shape);
+    auto slab = ckpt->read_slab(p.slot.key, p.slot.index, p.slot.axes, p.shape, p.vocab_rows);
     if (!slab.ok()) { r.problems.push_back({"index", slab.status().message()}); continue; }
     if (auto w = convert::v_slot_drift(plan, plan.hf[s], gathers[s], **slab)) r.problems.push_back({"v-drift", *w});
   }
@@ -131,7 +139,7 @@ Result<InspectReport> inspect_mcore(const fs::path& dir, const InspectOptions& o
     std::set<std::pair<std::string, std::vector<int64_t>>> seen;
     for (const auto& p : plan.params) {
       if (!seen.insert({p.slot.key, p.slot.index}).second) continue;
-      auto slab = ckpt->read_slab(p.slot.key, p.slot.index, p.slot.axes, p.shape);
+      auto slab = ckpt->read_slab(p.slot.key, p.slot.index, p.slot.axes, p.shape, p.vocab_rows);
       if (!slab.ok()) { r.problems.push_back({"index", slab.status().message()}); continue; }
       NonFiniteCount bad;
       for (const auto& part : (*slab)->parts) {

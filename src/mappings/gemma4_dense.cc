@@ -9,12 +9,12 @@ const FamilyTable& dense_text_table() {
   static const FamilyTable kTable{
       "dense",
       {
-          {"embedding.word_embeddings.weight", {"embed_tokens.weight"}},
+          {.megatron = "embedding.word_embeddings.weight", .hf = {"embed_tokens.weight"}, .vocab_rows = true},
           {"per_layer_embedding.weight", {"embed_tokens_per_layer.weight"}, T::kIdentity, When::kPle},
           {"per_layer_model_proj.weight", {"per_layer_model_projection.weight"}, T::kIdentity, When::kPle},
           {"per_layer_proj_norm.weight", {"per_layer_projection_norm.weight"}, T::kIdentity, When::kPle},
           {"decoder.final_layernorm.weight", {"norm.weight"}},
-          {"output_layer.weight", {"lm_head.weight"}, T::kIdentity, When::kUntied},
+          {.megatron = "output_layer.weight", .hf = {"lm_head.weight"}, .when = When::kUntied, .vocab_rows = true},
       },
       {
           {"decoder.layers.{l}.input_layernorm.weight", {"layers.{l}.input_layernorm.weight"}},

@@ -9,9 +9,9 @@ const FamilyTable& moe_text_table() {
   static const FamilyTable kTable{
       "moe",
       {
-          {"embedding.word_embeddings.weight", {"embed_tokens.weight"}},
+          {.megatron = "embedding.word_embeddings.weight", .hf = {"embed_tokens.weight"}, .vocab_rows = true},
           {"decoder.final_layernorm.weight", {"norm.weight"}},
-          {"output_layer.weight", {"lm_head.weight"}, T::kIdentity, When::kUntied},
+          {.megatron = "output_layer.weight", .hf = {"lm_head.weight"}, .when = When::kUntied, .vocab_rows = true},
       },
       {
           // The input RMSNorm is fused into TE's LayerNormColumnParallelLinear.

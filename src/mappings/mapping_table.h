@@ -34,6 +34,10 @@ struct Rule {
   Transform transform = Transform::kIdentity;
   When when = When::kAlways;
   bool experts = false;  // a per-layer [E, ...] stack, stored with a per-expert chunk axis
+  // Dim 0 indexes the vocabulary: Megatron-Bridge may store the parameter with zero rows appended (its
+  // provider pads the vocabulary to a multiple of make_vocab_size_divisible_by); readers take the first
+  // vocab_size rows and report padding rows that are not zero. The per-layer embedding is not padded.
+  bool vocab_rows = false;
 };
 
 // A module whose `_extra_state` object hf2mcore writes (model level, or per layer with "{l}").
