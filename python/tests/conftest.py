@@ -28,6 +28,40 @@ def run_g4_json(*args):
     return json.loads(run_g4(*args, "--json").stdout)
 
 
+# The megatron-core versions the checkpoint tests read with: the venv's own, and the tree bin/pyenv adds for 0.19.
+MCORE_VERSIONS = ["0.16.1", "0.19.2"]
+
+
+def mcore_tree(version):
+    """The directory to put first on PYTHONPATH for `version` (None: the venv's own megatron-core)."""
+    if version == "0.16.1":
+        return None
+    return subprocess.run([str(ROOT / "bin" / "pyenv"), "--mcore-0.19"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def oracles():
+    """One worker process per megatron-core version, started on first use and kept for the session."""
+    from mcore_oracle import Oracle
+    workers = {}
+
+    def get(version):
+        if version not in workers:
+            workers[version] = Oracle(mcore_tree(version))
+            assert workers[version].version == version
+        return workers[version]
+    yield get
+    for w in workers.values():
+        w.close()
+
+
+@pytest.fixture
+def oracle(request, oracles):
+    """The worker importing megatron-core `request.param` (mcore_oracle.py); parametrize indirectly."""
+    return oracles(request.param)
+
+
 @pytest.fixture(scope="session")
 def presets():
     return {p["name"]: p for p in run_g4_json("presets")}
