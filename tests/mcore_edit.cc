@@ -186,6 +186,47 @@ void replace_mcore_tensor(const std::filesystem::path& checkpoint, const std::st
   });
 }
 
+void rename_mcore_keys(const std::filesystem::path& checkpoint, const std::function<std::string(const std::string&)>& rename) {
+  auto iter = convert::resolve_iteration_dir(checkpoint);
+  ASSERT_TRUE(iter.ok()) << iter.status().to_string();
+  // state_dict_metadata is keyed by the name; storage_data by MetadataIndex objects holding it as `fqn`.
+  auto renamed_dict = [&](const PyPtr& dict) {
+    auto out = std::make_shared<PyValue>(*dict);
+    out->items.clear();
+    for (size_t k = 0; k + 1 < dict->items.size(); k += 2) {
+      PyPtr name = dict->items[k];
+      if (name->is(K::kStr)) {
+        const std::string to = rename(name->s);
+        if (to.empty()) continue;
+        name = torch::py_str(to);
+      } else if (const PyValue* st = state_of(*name); st && st->get("fqn")) {
+        const std::string to = rename(st->get("fqn")->s);
+        if (to.empty()) continue;
+        auto index = std::make_shared<PyValue>(*name);
+        auto state = std::make_shared<PyValue>(*name->items[2]);
+        for (size_t f = 0; f + 1 < state->items.size(); f += 2)
+          if (state->items[f]->s == "fqn") state->items[f + 1] = torch::py_str(to);
+        index->items[2] = state;
+        name = index;
+      }
+      out->items.push_back(name);
+      out->items.push_back(dict->items[k + 1]);
+    }
+    return PyPtr(out);
+  };
+  edit_dcp_metadata(*iter, [&](const PyPtr& v) -> PyPtr {
+    const PyValue* st = state_of(*v);
+    if (!st || !st->get("state_dict_metadata")) return v;
+    auto out = std::make_shared<PyValue>(*v);
+    auto state = std::make_shared<PyValue>(*v->items[2]);
+    for (size_t f = 0; f + 1 < state->items.size(); f += 2)
+      if (state->items[f]->s == "state_dict_metadata" || state->items[f]->s == "storage_data")
+        state->items[f + 1] = renamed_dict(state->items[f + 1]);
+    out->items[2] = state;
+    return out;
+  });
+}
+
 std::vector<float> read_mcore_tensor(const std::filesystem::path& checkpoint, const std::string& key) {
   auto ckpt = convert::McoreCheckpoint::open(checkpoint);
   EXPECT_TRUE(ckpt.ok()) << ckpt.status().to_string();

@@ -34,6 +34,10 @@ void move_dcp_chunk(const std::filesystem::path& checkpoint, const std::string& 
 // holding `values` (row-major, stored as `dtype`), written into a new .distcp file.
 void replace_mcore_tensor(const std::filesystem::path& checkpoint, const std::string& key, DType dtype, const Shape& shape,
                           const std::vector<float>& values);
+// Renames the tensors and objects of a Megatron checkpoint (root or iteration directory) in its .metadata:
+// `rename` returns a key's new name, or "" to drop it (its bytes stay, unreferenced). Builds what a writer with
+// other names wrote, e.g. Megatron-Bridge's text mode (no "language_model." prefix, no towers).
+void rename_mcore_keys(const std::filesystem::path& checkpoint, const std::function<std::string(const std::string&)>& rename);
 // A stored tensor's values as f32 (whole tensor, any chunking).
 std::vector<float> read_mcore_tensor(const std::filesystem::path& checkpoint, const std::string& key);
 

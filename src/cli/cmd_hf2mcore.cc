@@ -20,7 +20,7 @@ std::optional<DType> parse_dtype_option(const std::string& text) {
 void add_hf2mcore_command(CLI::App& app, const GlobalOptions& global, int& exit_code) {
   struct Args {
     std::string hf, out, dtype = "keep";
-    bool force = false, allow_non_finite = false, release = false;
+    bool force = false, allow_non_finite = false, release = false, text_mode = false;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("hf2mcore", "convert an HF Gemma 4 checkpoint to Megatron-Core torch_dist (Megatron-Bridge layout)");
@@ -29,6 +29,8 @@ void add_hf2mcore_command(CLI::App& app, const GlobalOptions& global, int& exit_
   cmd->add_option("--dtype", args->dtype, "keep (default, lossless), bf16 or fp32")->check(CLI::IsMember({"keep", "bf16", "fp32"}));
   cmd->add_flag("--release", args->release,
                 "write release/ with tracker 'release' (Megatron-LM load_checkpoint) instead of iter_0000000/ (Megatron-Bridge)");
+  cmd->add_flag("--text-mode", args->text_mode,
+                "a conditional checkpoint as Megatron-Bridge's GEMMA4_CONVERSION_MODE=text imports it: a plain GPTModel, towers not written");
   cmd->add_flag("--force", args->force, "replace an existing output directory");
   cmd->add_flag("--allow-non-finite", args->allow_non_finite, "convert tensors holding NaN or Inf instead of refusing them");
   cmd->callback([args, &global, &exit_code] {
@@ -39,6 +41,7 @@ void add_hf2mcore_command(CLI::App& app, const GlobalOptions& global, int& exit_
     o.dtype = parse_dtype_option(args->dtype);
     o.output = output_policy(args->force);
     o.allow_non_finite = args->allow_non_finite;
+    o.text_mode = args->text_mode;
     o.layout = args->release ? convert::IterationLayout::kRelease : convert::IterationLayout::kBridge;
     const auto start = std::chrono::steady_clock::now();
     Result<convert::ConvertSummary> summary = [&] {

@@ -14,7 +14,7 @@ namespace g4::cli {
 
 void add_mcore2hf_command(CLI::App& app, const GlobalOptions& global, int& exit_code) {
   struct Args {
-    std::string mcore, out, reference, max_shard = "5GB", dtype = "keep";
+    std::string mcore, out, reference, config, max_shard = "5GB", dtype = "keep";
     bool force = false, allow_non_finite = false;
   };
   auto args = std::make_shared<Args>();
@@ -23,6 +23,8 @@ void add_mcore2hf_command(CLI::App& app, const GlobalOptions& global, int& exit_
   cmd->add_option("--out", args->out, "output HF directory (created atomically)")->required();
   cmd->add_option("--reference-hf", args->reference,
                   "the original HF checkpoint: its config, and its optional tensors (K/V of KV-shared layers) kept");
+  cmd->add_option("--config", args->config,
+                  "the HF config.json to write (wins over the checkpoint's hf_config.json or run_config.yaml, which must agree with it)");
   cmd->add_option("--max-shard-size", args->max_shard, "shard size limit, e.g. 5GB (default), 500MB");
   cmd->add_option("--dtype", args->dtype, "keep (default, lossless), bf16 or fp32")->check(CLI::IsMember({"keep", "bf16", "fp32"}));
   cmd->add_flag("--force", args->force, "replace an existing output directory");
@@ -34,6 +36,7 @@ void add_mcore2hf_command(CLI::App& app, const GlobalOptions& global, int& exit_
     o.mcore = args->mcore;
     o.out = args->out;
     if (!args->reference.empty()) o.reference_hf = args->reference;
+    if (!args->config.empty()) o.config_file = args->config;
     o.max_shard_bytes = *max_shard;
     o.threads = global.threads;
     o.dtype = parse_dtype_option(args->dtype);

@@ -34,18 +34,21 @@ std::string towers_label(const gemma4::ModelConfig& config) {
 void add_roundtrip_command(CLI::App& app, const GlobalOptions& global, int& exit_code) {
   struct Args {
     std::string hf, keep, dtype = "fp32";
-    bool forward = false, force = false;
+    bool forward = false, force = false, text_mode = false;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("roundtrip", "hf -> mcore -> hf in a scratch directory and compare every tensor byte for byte");
   cmd->add_option("--hf", args->hf, "HF checkpoint directory")->required();
   cmd->add_option("--keep", args->keep, "keep the intermediate checkpoints here (mcore/ and hf/)");
   cmd->add_flag("--force", args->force, "replace an existing --keep directory (one holding an earlier mcore/ and hf/)");
+  cmd->add_flag("--text-mode", args->text_mode,
+                "the intermediate Megatron checkpoint in Megatron-Bridge's text mode (towers back from the original)");
   cmd->add_flag("--forward", args->forward, "also verify: the HF forward of the original against the Megatron forward of the conversion");
   cmd->add_option("--dtype", args->dtype, "--forward's precision: fp32 (default) or bf16")->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->callback([args, &global, &exit_code] {
     convert::RoundtripOptions o;
     o.hf = args->hf;
+    o.text_mode = args->text_mode;
     if (!args->keep.empty()) o.keep = args->keep;
     o.output = output_policy(args->force);
     o.threads = global.threads;

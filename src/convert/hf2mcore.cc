@@ -5,6 +5,7 @@
 
 #include "convert/conversion_plan.h"
 #include "convert/element_copy.h"
+#include "convert/text_mode.h"
 #include "gemma4/config.h"
 #include "gemma4/hf_tensors.h"
 #include "runtime/dcp/dcp_writer.h"
@@ -90,17 +91,22 @@ Result<ConvertSummary> hf2mcore(const Hf2McoreOptions& options) {
   G4_ASSIGN_OR_RETURN(SafetensorsSet set, SafetensorsSet::open_dir(options.hf));
   if (!set.issues().empty()) return Status::corruption(where + ": " + set.issues().front());
 
-  // Towers pass through; every other tensor must be a text tensor the plan knows.
+  // Towers pass through (text mode: are left out); every other tensor must be a text tensor the plan knows.
+  const bool conditional = config.form == gemma4::ModelForm::kConditional, text_mode = options.text_mode && conditional;
   std::vector<std::pair<std::string, Shape>> towers;
   std::set<std::string> present;
+  size_t left_out = 0;
   for (const auto& [name, entry] : set.tensors()) {
-    bool tower = false;
-    for (bool vision : {true, false})
-      for (const std::string& prefix : gemma4::tower_prefixes(vision)) tower |= name.starts_with(prefix);
-    if (tower && config.form == gemma4::ModelForm::kConditional) towers.push_back({name, entry.info->shape});
+    const bool tower = conditional && is_tower_tensor(name);
+    if (tower && text_mode) {
+      ++left_out;
+      continue;
+    }
+    if (tower) towers.push_back({name, entry.info->shape});
     present.insert(name);
   }
-  G4_ASSIGN_OR_RETURN(ConversionPlan plan, build_plan(config, towers));
+  // Text mode: Megatron-Bridge's plain GPTModel, the language model without the "language_model." prefix.
+  G4_ASSIGN_OR_RETURN(ConversionPlan plan, build_plan(config, towers, text_mode ? std::optional<std::string_view>("") : std::nullopt));
   G4_ASSIGN_OR_RETURN(const std::vector<std::string> skipped, bind_sources(plan, present, where));
   G4_RETURN_IF_ERROR(check_contract(plan));
 
@@ -196,6 +202,15 @@ Result<ConvertSummary> hf2mcore(const Hf2McoreOptions& options) {
     gemma4::ModelConfig written = config;
     if (options.dtype) written.dtype = options.dtype == DType::kF32 ? "float32" : options.dtype == DType::kF16 ? "float16" : "bfloat16";
     G4_RETURN_IF_ERROR(write_megatron_side_files(out.temp_path(), iter, written, options.layout, model_dtype));
+    if (text_mode) {
+      // hf_config.json keeps the conditional config (mcore2hf writes that form back); run_config.yaml targets the
+      // text provider, which MB's text mode builds from text_config alone: the causal config's provider.
+      gemma4::ModelConfig text_only = written;
+      text_only.form = gemma4::ModelForm::kCausal;
+      text_only.vision_config = text_only.audio_config = nullptr;
+      text_only.wrapper_fields = nlohmann::json::object();
+      G4_RETURN_IF_ERROR(write_file_synced(iter / "run_config.yaml", run_config_yaml(text_only, model_dtype)));
+    }
     G4_RETURN_IF_ERROR(copy_hf_assets(options.hf, iter / kTokenizerDir));
     return out.commit();
   };
@@ -212,6 +227,9 @@ Result<ConvertSummary> hf2mcore(const Hf2McoreOptions& options) {
   summary.iteration_dir = options.out / iteration_dir_name(options.layout);
   for (const std::string& name : skipped)
     summary.warnings.push_back("'" + name + "' is redundant (tied to the embedding) and was not converted");
+  if (left_out)
+    summary.warnings.push_back("--text-mode: the " + std::to_string(left_out) + " vision/audio tower tensors were not written "
+                               "(Megatron-Bridge's text mode imports the language model only; mcore2hf --reference-hf takes them back)");
   return summary;
 }
 

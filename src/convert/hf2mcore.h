@@ -28,6 +28,9 @@ struct Hf2McoreOptions {
   OutputPolicy output;  // --force, notices; hf2mcore adds `hf` to its protected inputs
   bool allow_non_finite = false;  // else a NaN or Inf in any tensor is an error naming it
   IterationLayout layout = IterationLayout::kBridge;
+  // Megatron-Bridge's GEMMA4_CONVERSION_MODE=text for a conditional checkpoint: a plain GPTModel (no
+  // "language_model." prefix, towers not written, the text provider in run_config.yaml). No effect on causal ones.
+  bool text_mode = false;
   ConvertProgress progress;
 };
 

@@ -8,6 +8,7 @@
 #include "convert/conversion_plan.h"
 #include "convert/element_copy.h"
 #include "convert/mcore_checkpoint.h"
+#include "convert/text_mode.h"
 #include "convert/v_slot_drift.h"
 #include "convert/vocab_padding.h"
 #include "gemma4/config.h"
@@ -74,9 +75,16 @@ Result<ConvertSummary> mcore2hf(const Mcore2HfOptions& options) {
     return Status::not_supported(where + ": '" + fused + "' marks a Megatron-Bridge checkpoint from before 2026-07-09 with fused router and "
                                  "shared-expert weights (megatron-bridge-layout.md §2); it cannot be exported losslessly");
 
+  // The language model's prefix is the checkpoint's (the config's form does not decide it): a conditional config
+  // over a GPTModel is Megatron-Bridge's text mode, whose towers come from the reference; a causal config over a
+  // VL checkpoint exports its language model as the causal form, without the towers.
+  const bool conditional = config.form == gemma4::ModelForm::kConditional;
+  const std::string prefix = ckpt->language_prefix().value_or(conditional ? std::string(mappings::kVlLanguagePrefix) : "");
   std::vector<std::pair<std::string, Shape>> towers;
-  if (config.form == gemma4::ModelForm::kConditional) towers = ckpt->tower_tensors();
-  G4_ASSIGN_OR_RETURN(ConversionPlan plan, build_plan(config, towers));
+  if (conditional) towers = ckpt->tower_tensors();
+  G4_ASSIGN_OR_RETURN(const std::vector<std::string> reference_towers,
+                      towers_from_reference(config, towers, reference ? &*reference : nullptr, where));
+  G4_ASSIGN_OR_RETURN(ConversionPlan plan, build_plan(config, towers, prefix));
   G4_RETURN_IF_ERROR(check_contract(plan));
   const std::vector<HfGather> gathers = invert_plan(plan);
 
@@ -101,9 +109,20 @@ Result<ConvertSummary> mcore2hf(const Mcore2HfOptions& options) {
       summary.warnings.push_back(describe_nonzero_padding(*ckpt, p.slot.key, padding) + "; only the vocabulary's " +
                                  std::to_string(padding.vocab) + " rows were exported");
   }
-  for (const auto& [key, entry] : ckpt->metadata().tensors)
-    if (!mapped_keys.count(key) && !is_training_state_key(key) && key.find("_extra_state") == std::string::npos)
-      summary.warnings.push_back("'" + key + "' is not part of the Gemma 4 mapping and was not exported");
+  size_t dropped_towers = 0;
+  for (const auto& [key, entry] : ckpt->metadata().tensors) {
+    if (mapped_keys.count(key) || is_training_state_key(key) || key.find("_extra_state") != std::string::npos) continue;
+    if (!conditional && is_tower_tensor("model." + key)) ++dropped_towers;
+    else summary.warnings.push_back("'" + key + "' is not part of the Gemma 4 mapping and was not exported");
+  }
+  if (!conditional && !prefix.empty())
+    summary.warnings.push_back(where + ": the checkpoint is a VL model (keys under '" + prefix + "') and the config is causal: its language "
+                               "model was written as Gemma4ForCausalLM" + (dropped_towers ? ", its " + std::to_string(dropped_towers) +
+                               " tower tensors were not exported" : std::string()));
+  if (!reference_towers.empty())
+    summary.warnings.push_back(where + ": the checkpoint has no tower tensors (Megatron-Bridge text mode): " +
+                               std::to_string(reference_towers.size()) + " were taken from " + options.reference_hf->string() +
+                               " byte for byte");
 
   // Which HF tensors to write: the required ones; optional ones (KV-shared K/V/k_norm) only to match a
   // reference that has them.
@@ -123,11 +142,28 @@ Result<ConvertSummary> mcore2hf(const Mcore2HfOptions& options) {
     for (int p : params) ++consumers[p];
   }
 
+  // Towers a text-mode checkpoint lacks: the reference's tensors, after the converted ones.
+  std::vector<const SafetensorsSet::Entry*> passed;
+  for (const std::string& name : reference_towers) {
+    passed.push_back(reference->find(name));
+    specs.push_back({name, converted_dtype(passed.back()->info->dtype, options.dtype), passed.back()->info->shape});
+  }
+
   SlabCache cache(*ckpt, plan, consumers);
   std::vector<std::unique_ptr<std::atomic<uint64_t>>> written(emit.size());
   for (auto& w : written) w = std::make_unique<std::atomic<uint64_t>>(0);
   std::mutex warn_mutex;
   TensorFill fill = [&](size_t i, uint64_t offset, std::span<std::byte> out) -> Status {
+    if (i >= emit.size()) {
+      const SafetensorsSet::Entry& e = *passed[i - emit.size()];
+      const DType from = e.info->dtype, to = specs[i].dtype;
+      const uint64_t from_es = dtype_size(from), to_es = dtype_size(to);
+      std::span<const std::byte> src = reference->data(e).subspan(offset / to_es * from_es, out.size() / to_es * from_es);
+      G4_RETURN_IF_ERROR(copy_elements(src, from, out, to).with_context(specs[i].name));
+      e.file->release_range(src);
+      if (!options.allow_non_finite) G4_RETURN_IF_ERROR(check_finite(out, to, e.file->path() + ": tensor '" + specs[i].name + "'"));
+      return {};
+    }
     const size_t s = emit[i];
     const HfSlot& slot = plan.hf[s];
     const HfGather& g = gathers[s];

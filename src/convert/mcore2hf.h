@@ -15,6 +15,7 @@ struct Mcore2HfOptions {
   std::filesystem::path mcore;
   std::filesystem::path out;
   std::optional<std::filesystem::path> reference_hf;  // config, optional tensors and assets to match
+  std::optional<std::filesystem::path> config_file;   // --config: the HF config.json (wins over reference_hf's)
   uint64_t max_shard_bytes = 5'000'000'000;
   unsigned threads = 0;
   std::optional<DType> dtype;

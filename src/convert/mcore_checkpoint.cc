@@ -91,6 +91,17 @@ std::vector<std::pair<std::string, Shape>> McoreCheckpoint::tower_tensors() cons
   return out;
 }
 
+std::optional<std::string> McoreCheckpoint::language_prefix() const {
+  const std::string vl(mappings::kVlLanguagePrefix);
+  if (find(vl + "embedding.word_embeddings.weight")) return vl;
+  if (find("embedding.word_embeddings.weight")) return std::string();
+  for (const auto& [key, entry] : metadata_.tensors) {
+    if (key.starts_with(vl + "decoder.")) return vl;
+    if (key.starts_with("decoder.")) return std::string();
+  }
+  return std::nullopt;
+}
+
 std::string McoreCheckpoint::fused_weights_marker() const {
   for (const auto& [key, entry] : metadata_.tensors)
     if (key.find("pffl_weight") != std::string::npos) return key;

@@ -65,6 +65,11 @@ class McoreCheckpoint {
   const dcp::TensorEntry* find(const std::string& key) const;
   // The VL towers' tensors (vision_tower., embed_vision., audio_tower., embed_audio.) under their HF names.
   std::vector<std::pair<std::string, Shape>> tower_tensors() const;
+  // The language model's key prefix as stored, the one place every reader takes it from: "language_model." for
+  // Megatron-Bridge's VL model, "" for a GPTModel (a causal model, or a conditional one imported in MB's text
+  // mode, GEMMA4_CONVERSION_MODE=text). Decided by the word embedding's key, else by the decoder's keys; unset
+  // when the checkpoint has neither (the caller's default applies, and the missing keys are reported).
+  std::optional<std::string> language_prefix() const;
   // A key that marks a Megatron-Bridge checkpoint from before 2026-07-09, whose router and shared-expert weights
   // have norm ratios folded in (megatron-bridge-layout.md §2); empty when there is none.
   std::string fused_weights_marker() const;

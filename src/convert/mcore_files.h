@@ -28,8 +28,9 @@ Status write_megatron_side_files(const std::filesystem::path& root, const std::f
                                  DType params_dtype);
 
 // run_config.yaml text: a ConfigContainer whose model section targets the provider Megatron-Bridge would
-// build for this config, with the fields its Gemma 4 providers read (§3).
-std::string run_config_yaml(const gemma4::ModelConfig& config, DType params_dtype);
+// build for this config, with the fields its Gemma 4 providers read (§3). `pad_vocab`: hf2mcore's --pad-vocab;
+// a dense provider's make_vocab_size_divisible_by, so that its build() pads to the stored rows.
+std::string run_config_yaml(const gemma4::ModelConfig& config, DType params_dtype, int64_t pad_vocab = 128);
 
 // The small non-weight files of an HF checkpoint (tokenizer, generation, processor, chat template):
 // copied to `to`, which is created when there is anything to copy.

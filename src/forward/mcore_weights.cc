@@ -23,10 +23,11 @@ Result<McoreWeights> McoreWeights::open(const fs::path& dir, const fs::path& con
   if (!fs::exists(cfg))
     return Status::not_found(w.ckpt_->iteration_dir().string() + ": no " + std::string(convert::kHfConfigFile) + "; pass the HF config.json");
   G4_ASSIGN_OR_RETURN(w.config_, gemma4::load_config(cfg.string()));
-  w.prefix_ = w.config_.form == gemma4::ModelForm::kConditional ? "language_model." : "";
+  // The checkpoint's own prefix (Megatron-Bridge's text mode stores a conditional model without one).
+  w.prefix_ = w.ckpt_->language_prefix().value_or(w.config_.form == gemma4::ModelForm::kConditional ? "language_model." : "");
   // Each parameter's own shape as the config implies it (the plan's shapes; where it is stored is resolved
   // below, independently of the plan's storage slots).
-  G4_ASSIGN_OR_RETURN(convert::ConversionPlan plan, convert::build_plan(w.config_, {}));
+  G4_ASSIGN_OR_RETURN(convert::ConversionPlan plan, convert::build_plan(w.config_, {}, w.prefix_));
   for (const convert::MegatronParam& p : plan.params) {
     w.shapes_[p.name] = p.shape;
     if (p.vocab_rows) w.vocab_rows_.insert(p.name);
