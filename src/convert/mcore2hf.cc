@@ -7,6 +7,7 @@
 
 #include "convert/conversion_plan.h"
 #include "convert/element_copy.h"
+#include "convert/export_config.h"
 #include "convert/mcore_checkpoint.h"
 #include "convert/text_mode.h"
 #include "convert/v_slot_drift.h"
@@ -58,18 +59,15 @@ Result<ConvertSummary> mcore2hf(const Mcore2HfOptions& options) {
   G4_ASSIGN_OR_RETURN(std::unique_ptr<McoreCheckpoint> ckpt, McoreCheckpoint::open(options.mcore));
   const std::string where = ckpt->iteration_dir().string();
 
-  // Config: the reference's, else the complete one hf2mcore stored.
+  // Config: --config or the reference's, else the checkpoint's own (hf_config.json, else run_config.yaml);
+  // both must agree where both exist (export_config.h).
   std::optional<SafetensorsSet> reference;
-  fs::path config_path = ckpt->iteration_dir() / kHfConfigFile;
   if (options.reference_hf) {
-    config_path = *options.reference_hf / "config.json";
     G4_ASSIGN_OR_RETURN(SafetensorsSet ref, SafetensorsSet::open_dir(*options.reference_hf));
     reference = std::move(ref);
-  } else if (!fs::exists(config_path)) {
-    return Status::not_found(where + ": no " + std::string(kHfConfigFile) +
-                             " (not written by g4convert); pass --reference-hf DIR with the original config.json");
   }
-  G4_ASSIGN_OR_RETURN(gemma4::ModelConfig config, gemma4::load_config(config_path.string()));
+  G4_ASSIGN_OR_RETURN(ExportConfig selected, select_export_config(*ckpt, {options.config_file, options.reference_hf}));
+  gemma4::ModelConfig config = std::move(selected.config);
 
   if (const std::string fused = ckpt->fused_weights_marker(); !fused.empty())
     return Status::not_supported(where + ": '" + fused + "' marks a Megatron-Bridge checkpoint from before 2026-07-09 with fused router and "
@@ -100,6 +98,7 @@ Result<ConvertSummary> mcore2hf(const Mcore2HfOptions& options) {
     mapped_keys.insert(p.slot.key);
   }
   ConvertSummary summary;
+  summary.warnings = std::move(selected.warnings);
   // Vocabulary padding (Megatron-Bridge's zero rows) is not part of the HF model: only the config's rows are
   // exported, and padding rows a training run changed are reported, never dropped silently.
   for (const MegatronParam& p : plan.params) {
@@ -206,6 +205,7 @@ Result<ConvertSummary> mcore2hf(const Mcore2HfOptions& options) {
   policy.protect(options.mcore);
   policy.protect(ckpt->iteration_dir());
   if (options.reference_hf) policy.protect(*options.reference_hf);
+  if (options.config_file) policy.protect(*options.config_file);
   G4_ASSIGN_OR_RETURN(OutputDir out, policy.directory(options.out, looks_like_hf_checkpoint_dir));
   uint64_t total = 0;
   for (const TensorSpec& s : specs) total += s.nbytes();

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "convert/conversion_plan.h"
+#include "convert/export_config.h"
 #include "convert/mcore_files.h"
 #include "convert/vocab_padding.h"
 
@@ -19,10 +20,10 @@ Result<McoreWeights> McoreWeights::open(const fs::path& dir, const fs::path& con
   McoreWeights w;
   G4_ASSIGN_OR_RETURN(std::unique_ptr<convert::McoreCheckpoint> ckpt, convert::McoreCheckpoint::open(dir));
   w.ckpt_ = std::move(ckpt);
-  const fs::path cfg = config_path.empty() ? w.ckpt_->iteration_dir() / convert::kHfConfigFile : config_path;
-  if (!fs::exists(cfg))
-    return Status::not_found(w.ckpt_->iteration_dir().string() + ": no " + std::string(convert::kHfConfigFile) + "; pass the HF config.json");
-  G4_ASSIGN_OR_RETURN(w.config_, gemma4::load_config(cfg.string()));
+  convert::ExportConfigOptions config_options;  // the same choice as mcore2hf's (export_config.h)
+  if (!config_path.empty()) config_options.config_file = config_path;
+  G4_ASSIGN_OR_RETURN(convert::ExportConfig selected, convert::select_export_config(*w.ckpt_, config_options));
+  w.config_ = std::move(selected.config);
   // The checkpoint's own prefix (Megatron-Bridge's text mode stores a conditional model without one).
   w.prefix_ = w.ckpt_->language_prefix().value_or(w.config_.form == gemma4::ModelForm::kConditional ? "language_model." : "");
   // Each parameter's own shape as the config implies it (the plan's shapes; where it is stored is resolved

@@ -6,6 +6,7 @@
 
 #include "convert/conversion_plan.h"
 #include "convert/mcore_checkpoint.h"
+#include "convert/export_config.h"
 #include "convert/mcore_files.h"
 #include "convert/v_slot_drift.h"
 #include "convert/vocab_padding.h"
@@ -78,12 +79,18 @@ Result<InspectReport> inspect_mcore(const fs::path& dir, const InspectOptions& o
   if (!fs::exists(iter / "common.pt") && !ckpt->metadata().byte_items.count("common_state/shard_0_1"))
     r.problems.push_back({"missing", "neither common.pt nor the common_state object is present"});
 
-  const fs::path cfg = config_path.empty() ? iter / convert::kHfConfigFile : config_path;
-  if (!fs::exists(cfg)) {
-    r.problems.push_back({"config", "no " + std::string(convert::kHfConfigFile) + " next to the data: pass --config with the HF config.json to check the tensors"});
+  // The same choice of config as mcore2hf's (export_config.h); a checkpoint's own that cannot be read is a problem.
+  convert::ExportConfigOptions config_options;
+  if (!config_path.empty()) config_options.config_file = config_path;
+  config_options.disagreement_is_reported = true;  // --config is checked against the tensors whatever the checkpoint says
+  auto selected = convert::select_export_config(*ckpt, config_options);
+  if (!selected.ok() && config_path.empty()) {
+    r.problems.push_back({"config", selected.status().message()});
     return r;
   }
-  G4_ASSIGN_OR_RETURN(r.config, gemma4::load_config(cfg.string()));
+  if (!selected.ok()) return selected.status();
+  if (!selected->disagreement.empty()) r.problems.push_back({"config", selected->disagreement});
+  r.config = std::move(selected->config);
   r.structure = gemma4::structure_of(r.config.text);
   r.variant = gemma4::identify_variant(r.config.text);
 
