@@ -33,7 +33,7 @@ Result<std::vector<std::string>> towers_from_reference(const gemma4::ModelConfig
     if (found) continue;
     const std::string tower = vision ? "vision" : "audio";
     return Status::not_found(where + ": the config declares a" + std::string(vision ? " " : "n ") + tower + " tower (" + tower +
-                             "_config) but the checkpoint has no " + gemma4::tower_prefixes(vision)[0] + "* tensors (a Megatron-Bridge "
+                             "_config) but the checkpoint has no " + gemma4::tower_prefixes(vision)[0].substr(6) + "* tensors (a Megatron-Bridge "
                              "text-mode import holds only the language model)" +
                              (reference ? " and neither has --reference-hf" : "; pass --reference-hf DIR with the original HF checkpoint"));
   }

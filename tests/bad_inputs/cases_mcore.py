@@ -454,6 +454,44 @@ def verify_structure_cases():
     ]
 
 
+# --- Megatron-Bridge's vocabulary padding and text mode (issue 10).
+
+def _causal_hf_config(ctx, mc):
+    """The conditional hf_config.json replaced by its text config as a Gemma4ForCausalLM config."""
+    p = mc / ITER / "hf_config.json"
+    text = json.loads(p.read_text())["text_config"]
+    text["architectures"] = ["Gemma4ForCausalLM"]
+    text["model_type"] = "gemma4_text"
+    p.write_text(json.dumps(text))
+
+
+PADDING_AND_TEXT_MODE = {
+    # A config vocabulary smaller than the stored embedding: the rows beyond read as padding, and they are not
+    # zero: mcore2hf exports the vocabulary's rows with a warning, inspect lists it, the forward refuses.
+    "hf-config-vocab-smaller-than-embedding": (_hf_config(lambda c, t: t.__setitem__("vocab_size", 64)), "mc",
+                                               {"mcore2hf": (0,), "inspect": (1,), "forward": (2,)}),
+    # A text-mode checkpoint whose conditional config declares the audio tower, which nobody has.
+    "text-mode-towers-nowhere": (lambda ctx, mc: None, "mc-text", {"mcore2hf": (2,), "inspect": (0,), "forward": (0,)}),
+    # A text-mode checkpoint read with the causal config: a plain causal model.
+    "text-mode-causal-config": (_causal_hf_config, "mc-text", {"mcore2hf": (0,), "inspect": (0,), "forward": (0,)}),
+    # A VL checkpoint with a causal config: its language model exported as the causal form (a warning names the
+    # dropped towers); inspect lists the tower keys the causal mapping does not have.
+    "vl-checkpoint-causal-config": (_causal_hf_config, "mc", {"mcore2hf": (0,), "inspect": (1,), "forward": (0,)}),
+}
+
+
+def padding_and_text_mode_cases():
+    cases = []
+    for name, (prepare, base, expect) in PADDING_AND_TEXT_MODE.items():
+        cases += product(name, prepare, expect, base=base)
+
+    def text_mode_with_reference(ctx):
+        mc, hf, out = ctx.copy("mc-text", "mc"), ctx.copy("e4b", "hf"), ctx.path("out")
+        return Run(["mcore2hf", "--mcore", mc, "--out", out, "--reference-hf", hf], (0,), inputs=[mc, hf], outputs=[out])
+    cases.append(Case("mcore2hf/text-mode-towers-from-reference", text_mode_with_reference))
+    return cases
+
+
 def cases():
     return (metadata_pickle_cases() + metadata_edit_cases() + distcp_cases() + tracker_cases() + hf_config_cases() +
-            verify_structure_cases())
+            verify_structure_cases() + padding_and_text_mode_cases())

@@ -223,6 +223,7 @@ def make_base(work, binary):
         ["synth", "--preset", "tiny-e4b", "--max-shard-size", "200KB", "--out", base / "sharded"],
         ["hf2mcore", "--hf", base / "e4b", "--out", base / "mc"],
         ["hf2mcore", "--hf", base / "moe", "--out", base / "mc-moe"],
+        ["hf2mcore", "--text-mode", "--hf", base / "e4b", "--out", base / "mc-text"],  # Megatron-Bridge's text mode
     ]
     for step in steps:
         r = subprocess.run([str(binary), "--quiet"] + [str(a) for a in step], capture_output=True, text=True, timeout=60)
