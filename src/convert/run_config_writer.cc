@@ -19,10 +19,9 @@ using nlohmann::json;
 
 struct FieldDefault {
   const char* name;
-  const char* dense_default;  // JSON text
-  const char* moe_default;
-  bool in_dense, in_moe, vl_only;
+  const char* defaults[4];  // JSON text per provider (ProviderIndex); nullptr: not a field of that provider
 };
+enum ProviderIndex { kDenseText, kMoeText, kDenseVl, kMoeVl };
 constexpr FieldDefault kProviderFields[] = {
 #include "convert/mb_provider_fields.inc"
 };
@@ -158,10 +157,9 @@ nlohmann::json provider_fields(const gemma4::ModelConfig& config, DType params_d
   const Ctx ctx{config, t, params_dtype, pad_vocab, global_head_dim, global_kv_heads(t)};
   const bool moe = t.enable_moe_block, vl = config.form == gemma4::ModelForm::kConditional;
   json m = json::object();
-  for (const FieldDefault& f : kProviderFields) {
-    if (!(moe ? f.in_moe : f.in_dense) || (f.vl_only && !vl)) continue;
-    m[f.name] = json::parse(moe ? f.moe_default : f.dense_default);
-  }
+  const ProviderIndex provider = vl ? (moe ? kMoeVl : kDenseVl) : (moe ? kMoeText : kDenseText);
+  for (const FieldDefault& f : kProviderFields)
+    if (f.defaults[provider]) m[f.name] = json::parse(f.defaults[provider]);
   const unsigned kind = moe ? kMoe : kDense;
   for (const Override& o : kOverrides) {
     if (!(o.kinds & kind) || ((o.kinds & kVl) && !vl)) continue;
