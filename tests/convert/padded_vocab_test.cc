@@ -177,6 +177,9 @@ TEST(PaddedVocab, AnUntiedOutputLayerPaddedLikeTheEmbeddingExportsExactlyAndNonz
   ASSERT_OK(summary);
   EXPECT_TRUE(summary->warnings.empty()) << summary->warnings[0];
   expect_identical(hf, dir / "hf");
+  auto r = inspect_mcore(dir / "m", {false, nullptr});  // both padded tensors pass the shape check
+  ASSERT_OK(r);
+  EXPECT_TRUE(r->problems.empty()) << r->problems[0].message;
   testing::edit_mcore_param(iter, head, {}, {256, 64}, [](std::vector<float>& v) { v[130 * 64 + 3] = 0.5f; });
   auto again = export_hf(dir / "m", dir / "hf2");
   ASSERT_OK(again);
