@@ -25,7 +25,7 @@ trap 'rm -f "$log"' EXIT
 if [ ! -f "$build/build.ninja" ]; then
   CC=clang CXX=clang++ cmake -S "$root" -B "$build" -G Ninja -DG4_FUZZ=ON >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
 fi
-targets=(safetensors_header config torch_file dcp_metadata)
+targets=(safetensors_header config torch_file dcp_metadata run_config)
 cmake --build "$build" --target "${targets[@]/#/fuzz_}" >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
 
 # Leaks are findings too; UB stops the run with a stack.
@@ -36,7 +36,7 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN
 max_len() {
   case "$1" in
     config) echo 300000 ;;
-    dcp_metadata) echo 65536 ;;
+    dcp_metadata|run_config) echo 65536 ;;
     *) echo 16384 ;;
   esac
 }

@@ -84,7 +84,7 @@ Result<InspectReport> inspect_mcore(const fs::path& dir, const InspectOptions& o
   if (!config_path.empty()) config_options.config_file = config_path;
   config_options.disagreement_is_reported = true;  // --config is checked against the tensors whatever the checkpoint says
   auto selected = convert::select_export_config(*ckpt, config_options);
-  if (!selected.ok() && config_path.empty()) {
+  if (!selected.ok() && config_path.empty() && selected.status().code() == ErrorCode::kNotFound) {  // nothing describes it
     r.problems.push_back({"config", selected.status().message()});
     return r;
   }

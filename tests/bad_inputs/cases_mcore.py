@@ -414,8 +414,9 @@ HF_CONFIGS = {
     "hf-config-vocab-larger-than-embedding": (_hf_config(lambda c, t: t.__setitem__("vocab_size", 256)), LISTED),
     "hf-config-fifo": (lambda ctx, mc: FILE_KINDS["fifo"](mc / ITER / "hf_config.json"),
                        {"mcore2hf": (2,), "inspect": (2,), "forward": (2,)}),
+    # Megatron-Bridge writes no hf_config.json: the config comes from run_config.yaml (run_config_cases: broken ones).
     "hf-config-missing": (lambda ctx, mc: os.remove(mc / ITER / "hf_config.json"),
-                          {"mcore2hf": (2,), "inspect": (1,), "forward": (2,), "verify": (2,)}),
+                          {"mcore2hf": (0,), "inspect": (0,), "forward": (0,), "verify": (0,)}),
 }
 
 
@@ -427,6 +428,51 @@ def hf_config_cases():
     cases += product("hf-config-experts-disagree-with-stack",
                      _hf_config(lambda c, t: t.__setitem__("num_experts", t["num_experts"] * 2)),
                      {"mcore2hf": (2,), "inspect-scan": (1,), "forward": (2,)}, base="mc-moe")
+    return cases
+
+
+# --- run_config.yaml (issue 10): with no hf_config.json (as Megatron-Bridge writes none) the HF config is rebuilt
+# from it; a broken one is a one-line error naming the file, as a broken hf_config.json is.
+
+def _no_hf_config(change):
+    def prepare(ctx, mc):
+        os.remove(mc / ITER / "hf_config.json")
+        change(mc / ITER / "run_config.yaml")
+    return prepare
+
+
+def _alias_bomb():
+    text = "model: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    for i, c in enumerate("bcdefghij"):
+        text += f"{c}: &{c} [" + ", ".join(["*" + ("a" if i == 0 else "bcdefghij"[i - 1])] * 10) + "]\n"
+    return text.encode()
+
+
+RUN_CONFIG_BROKEN = {"mcore2hf": (2,), "inspect": (2,), "forward": (2,), "verify": (2,)}
+RUN_CONFIGS = {
+    "run-config-truncated": lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 3] + b"\n  window_size: [3,"),
+    "run-config-binary": lambda p: p.write_bytes(bytes(range(256)) * 4),
+    "run-config-deep-nesting": lambda p: p.write_bytes(b"model: " + b"[" * 100_000 + b"]" * 100_000),
+    "run-config-alias-bomb": lambda p: p.write_bytes(_alias_bomb()),
+    "run-config-huge": lambda p: p.write_bytes(b"# " + b"x" * (20 << 20) + b"\n"),
+    "run-config-fifo": lambda p: FILE_KINDS["fifo"](p),
+    "run-config-python-object-tag": lambda p: p.write_text("model: !!python/object/apply:os.system ['touch pwned']\n"),
+    "run-config-other-provider": lambda p: p.write_text(p.read_text().replace(".Gemma4DenseVLProvider\n",
+                                                                               ".LlamaModelProvider\n")),
+}
+
+
+def run_config_cases():
+    cases = []
+    for name, change in RUN_CONFIGS.items():
+        cases += product(name, _no_hf_config(change), RUN_CONFIG_BROKEN)
+    # A config that parses but disagrees with the stored shapes: inspect lists the shapes, readers refuse.
+    cases += product("run-config-hidden-disagrees-with-stack", _no_hf_config(lambda p: p.write_text(
+        p.read_text().replace("\n  hidden_size: 64\n", "\n  hidden_size: 128\n"))),
+        {"mcore2hf": (2,), "inspect": (1,), "forward": (2,), "verify": (2,)})
+    # Neither file: nothing describes the model.
+    cases += product("hf-config-and-run-config-missing",
+                     _no_hf_config(lambda p: os.remove(p)), {"mcore2hf": (2,), "inspect": (1,), "forward": (2,), "verify": (2,)})
     return cases
 
 
@@ -494,4 +540,4 @@ def padding_and_text_mode_cases():
 
 def cases():
     return (metadata_pickle_cases() + metadata_edit_cases() + distcp_cases() + tracker_cases() + hf_config_cases() +
-            verify_structure_cases() + padding_and_text_mode_cases())
+            run_config_cases() + verify_structure_cases() + padding_and_text_mode_cases())
