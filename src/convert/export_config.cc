@@ -4,6 +4,7 @@
 
 #include "convert/mcore_files.h"
 #include "convert/provider_config.h"
+#include "convert/text_mode.h"
 #include "runtime/yaml_reader.h"
 
 namespace g4::convert {
@@ -100,8 +101,12 @@ Result<ExportConfig> select_export_config(const McoreCheckpoint& ckpt, const Exp
   }
   G4_ASSIGN_OR_RETURN(gemma4::ModelConfig given, gemma4::load_config(explicit_path->string()));
   ExportConfig out{std::move(given), explicit_path->string(), {}, ""};
+  // Megatron-Bridge's text mode stores a conditional model as a plain GPTModel whose run config describes the text
+  // model alone: there a conditional config is compared on what that run config can state.
+  const bool text_mode = own && out.config.form == gemma4::ModelForm::kConditional && own->config.form == gemma4::ModelForm::kCausal &&
+                         ckpt.language_prefix() == std::optional<std::string>("");
   if (own)
-    if (std::string d = first_architecture_difference(out.config, own->config); !d.empty()) {
+    if (std::string d = first_architecture_difference(text_mode ? text_model_config(out.config) : out.config, own->config); !d.empty()) {
       out.disagreement = explicit_path->string() + " and " + own->source + " disagree on " + d;
       if (!options.disagreement_is_reported) return Status::mismatch(out.disagreement);
     }

@@ -205,11 +205,7 @@ Result<ConvertSummary> hf2mcore(const Hf2McoreOptions& options) {
     if (text_mode) {
       // hf_config.json keeps the conditional config (mcore2hf writes that form back); run_config.yaml targets the
       // text provider, which MB's text mode builds from text_config alone: the causal config's provider.
-      gemma4::ModelConfig text_only = written;
-      text_only.form = gemma4::ModelForm::kCausal;
-      text_only.vision_config = text_only.audio_config = nullptr;
-      text_only.wrapper_fields = nlohmann::json::object();
-      G4_RETURN_IF_ERROR(write_file_synced(iter / "run_config.yaml", run_config_yaml(text_only, model_dtype)));
+      G4_RETURN_IF_ERROR(write_file_synced(iter / "run_config.yaml", run_config_yaml(text_model_config(written), model_dtype)));
     }
     G4_RETURN_IF_ERROR(copy_hf_assets(options.hf, iter / kTokenizerDir));
     return out.commit();

@@ -14,6 +14,14 @@ bool has_prefix(std::string_view name, bool vision) {
 
 }  // namespace
 
+gemma4::ModelConfig text_model_config(const gemma4::ModelConfig& config) {
+  gemma4::ModelConfig text = config;
+  text.form = gemma4::ModelForm::kCausal;
+  text.vision_config = text.audio_config = nullptr;
+  text.wrapper_fields = nlohmann::json::object();
+  return text;
+}
+
 bool is_tower_tensor(std::string_view name) { return has_prefix(name, true) || has_prefix(name, false); }
 
 Result<std::vector<std::string>> towers_from_reference(const gemma4::ModelConfig& config,

@@ -21,6 +21,10 @@ Result<std::vector<std::string>> towers_from_reference(const gemma4::ModelConfig
                                                        const std::vector<std::pair<std::string, Shape>>& checkpoint_towers,
                                                        const SafetensorsSet* reference, const std::string& where);
 
+// The model Megatron-Bridge's text mode builds its provider from (text_config alone): `config` as the causal
+// form, without towers or wrapper fields. A causal config is returned unchanged.
+gemma4::ModelConfig text_model_config(const gemma4::ModelConfig& config);
+
 // Whether `name` (an HF name) is a vision or audio tower tensor.
 bool is_tower_tensor(std::string_view name);
 

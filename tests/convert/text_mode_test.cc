@@ -90,6 +90,22 @@ TEST(TextMode, AMegatronBridgeTextModeCheckpointExportsTheConditionalFormIdentic
   }
 }
 
+// As Megatron-Bridge writes it: no hf_config.json, a run_config.yaml whose model is the text provider (a causal
+// description), which the conditional reference must not be taken to contradict.
+TEST(TextMode, ATextModeCheckpointDescribedOnlyByItsTextProviderRunConfigExportsTheConditionalFormOfTheReference) {
+  ScratchDir dir;
+  ASSERT_OK(to_mcore(tiny("tiny-e4b-vla"), dir / "m", true));
+  fs::remove(dir / "m" / "iter_0000000" / kHfConfigFile);
+  auto summary = to_hf(dir / "m", dir / "hf", tiny("tiny-e4b-vla"));
+  ASSERT_OK(summary);
+  EXPECT_EQ(summary->form, "conditional");
+  expect_identical(tiny("tiny-e4b-vla"), dir / "hf");
+  // Without the reference the run config's own (causal) description is what there is.
+  auto causal = to_hf(dir / "m", dir / "hf-causal", std::nullopt);
+  ASSERT_OK(causal);
+  EXPECT_EQ(causal->form, "causal");
+}
+
 TEST(TextMode, ATextModeCheckpointWhoseConfigDeclaresTowersNobodyHasIsAnErrorNamingTheTower) {
   ScratchDir dir;
   ASSERT_OK(to_mcore(tiny("tiny-e4b-vla"), dir / "m", true));  // hf_config.json: the conditional config, towers declared
