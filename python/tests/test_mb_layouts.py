@@ -127,7 +127,7 @@ def test_mcore2hf_reads_fc1_stored_as_separate_gate_and_up_chunks_as_megatron_br
     assert_gives_back(ckpt, src, tmp_path / "hf")
 
 
-@pytest.mark.parametrize("case,tp,ep", [("ep2", 1, 2)])
+@pytest.mark.parametrize("case,tp,ep", [("ep2", 1, 2), ("tp2-ep2", 2, 2)])
 def test_mcore2hf_reads_the_tp_and_ep_splits_megatron_core_saves_for_the_moe_model(tmp_path, mb, case, tp, ep):
     """tiny-26b-a4b saved by TP x EP gloo ranks: qkv/fc1 split on rows and proj/fc2 on columns per TP rank (fc1's
     gate and up halves each split), the experts divided between EP ranks, the vocabulary padded to 128 x TP."""
@@ -138,6 +138,12 @@ def test_mcore2hf_reads_the_tp_and_ep_splits_megatron_core_saves_for_the_moe_mod
     assert len(chunks(ckpt, "language_model.decoder.layers.self_attention_sliding.linear_proj.weight")[1]) == 4 * tp
     size, got = chunks(ckpt, "language_model.embedding.word_embeddings.weight")
     assert size[0] == 128 * tp and len(got) == tp
+    assert_gives_back(ckpt, src, tmp_path / "hf")
+
+
+def test_mcore2hf_strips_a_vocabulary_padded_with_zero_rows_as_megatron_bridge_pads_it(tmp_path, mb):
+    src, ckpt = mb("padded")
+    assert chunks(ckpt, "language_model.embedding.word_embeddings.weight")[0] == [384, 64]
     assert_gives_back(ckpt, src, tmp_path / "hf")
 
 
