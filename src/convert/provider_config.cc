@@ -164,7 +164,8 @@ Result<RecoveredConfig> hf_config_from_run_config(const json& run_config, const 
   const ProviderClass* cls = provider_class(*target);
   if (!cls)
     return Status::not_supported(r.where("_target_") + ": '" + *target +
-                                 "' is not a Gemma 4 provider (Gemma4DenseProvider, Gemma4ModelProvider, Gemma4DenseVLProvider, Gemma4VLModelProvider)");
+                                 "' is not a Gemma 4 provider (Gemma4DenseProvider, Gemma4ModelProvider, "
+                                 "Gemma4DenseVLProvider, Gemma4VLModelProvider)");
   RecoveredConfig out;
   const ShapeProbe shapes{tensors, cls->vl ? "language_model." : ""};
 

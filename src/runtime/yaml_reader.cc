@@ -87,7 +87,8 @@ std::optional<json> yaml11_int(std::string_view s, const YAML::Mark& mark) {
   std::string_view digits = body;
   if (body.size() > 2 && body[0] == '0' && body[1] == 'b' && all_of(body.substr(2), [](char c) { return c == '0' || c == '1'; })) {
     base = 2, digits = body.substr(2);
-  } else if (body.size() > 2 && body[0] == '0' && body[1] == 'x' && all_of(body.substr(2), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; })) {
+  } else if (body.size() > 2 && body[0] == '0' && body[1] == 'x' &&
+             all_of(body.substr(2), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; })) {
     base = 16, digits = body.substr(2);
   } else if (body.size() > 1 && body[0] == '0' && all_of(body.substr(1), [](char c) { return c >= '0' && c <= '7'; })) {
     base = 8, digits = body.substr(1);
