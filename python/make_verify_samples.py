@@ -19,7 +19,7 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
-        subprocess.run([G4, "hf2mcore", "--hf", SRC, "--out", tmp / "m", "-q"], check=True)
+        subprocess.run([G4, "hf2mcore", "--hf", SRC, "--out", tmp / "m", "--common-pt", "-q"], check=True)
         clean = subprocess.run([G4, "verify", "--hf", SRC, "--mcore", tmp / "m", "--report", OUT / "clean-report.json",
                                 "--plot", OUT / "clean.svg", "--force"], capture_output=True, text=True)
         (OUT / "clean.txt").write_text(clean.stdout)

@@ -34,7 +34,7 @@ std::string towers_label(const gemma4::ModelConfig& config) {
 void add_roundtrip_command(CLI::App& app, const GlobalOptions& global, int& exit_code) {
   struct Args {
     std::string hf, keep, dtype = "fp32";
-    bool forward = false, force = false, text_mode = false;
+    bool forward = false, force = false, common_pt = false, text_mode = false;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("roundtrip", "hf -> mcore -> hf in a scratch directory and compare every tensor byte for byte");
@@ -45,8 +45,10 @@ void add_roundtrip_command(CLI::App& app, const GlobalOptions& global, int& exit
                 "the intermediate Megatron checkpoint in Megatron-Bridge's text mode (towers back from the original)");
   cmd->add_flag("--forward", args->forward, "also verify: the HF forward of the original against the Megatron forward of the conversion");
   cmd->add_option("--dtype", args->dtype, "--forward's precision: fp32 (default) or bf16")->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_flag("--common-pt", args->common_pt, "the intermediate Megatron checkpoint keeps its common state in common.pt (megatron-core <= 0.18)");
   cmd->callback([args, &global, &exit_code] {
     convert::RoundtripOptions o;
+    o.common = args->common_pt ? convert::CommonStateLayout::kCommonPt : convert::CommonStateLayout::kDcpObject;
     o.hf = args->hf;
     o.text_mode = args->text_mode;
     if (!args->keep.empty()) o.keep = args->keep;

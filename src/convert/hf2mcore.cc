@@ -83,7 +83,32 @@ Status check_source_tensor(const HfSlot& slot, const TensorInfo& info, const std
   return {};
 }
 
+// Appends zero rows to every vocabulary parameter (the word embedding, an untied output layer; never the
+// per-layer embedding, which MB does not pad) up to a multiple of `multiple`: a fill piece, streamed like the
+// zero K/V of KV-shared layers, so nothing is materialised. Returns the word embedding's stored rows.
+int64_t pad_vocab_rows(ConversionPlan& plan, int64_t multiple) {
+  int64_t rows_out = 0;
+  for (MegatronParam& p : plan.params) {
+    if (!p.vocab_rows || p.shape.empty() || !p.slot.axes.empty()) continue;
+    const int64_t rows = p.shape[0], padded = (rows + multiple - 1) / multiple * multiple;
+    if (padded > rows) {
+      p.pieces.push_back({.source = -1, .fill = Fill::kZeros, .src_row = 0, .dst_row = rows, .rows = padded - rows});
+      p.shape[0] = padded;
+    }
+    if (p.slot.key.ends_with("embedding.word_embeddings.weight")) rows_out = padded;
+  }
+  return rows_out;
+}
+
 }  // namespace
+
+int64_t default_pad_vocab(const gemma4::TextConfig& text) { return text.enable_moe_block ? 1 : 128; }
+
+Status check_pad_vocab(int64_t n) {
+  if (n >= 1 && n <= kMaxPadVocab) return {};
+  return Status::invalid_argument("--pad-vocab " + std::to_string(n) + " is not a row multiple from 1 (no padding) to " +
+                                  std::to_string(kMaxPadVocab));
+}
 
 Result<ConvertSummary> hf2mcore(const Hf2McoreOptions& options) {
   const std::string where = options.hf.string();
@@ -109,6 +134,9 @@ Result<ConvertSummary> hf2mcore(const Hf2McoreOptions& options) {
   G4_ASSIGN_OR_RETURN(ConversionPlan plan, build_plan(config, towers, text_mode ? std::optional<std::string_view>("") : std::nullopt));
   G4_ASSIGN_OR_RETURN(const std::vector<std::string> skipped, bind_sources(plan, present, where));
   G4_RETURN_IF_ERROR(check_contract(plan));
+  const int64_t pad_vocab = options.pad_vocab.value_or(default_pad_vocab(config.text));
+  G4_RETURN_IF_ERROR(check_pad_vocab(pad_vocab));
+  const int64_t vocab_rows = pad_vocab_rows(plan, pad_vocab);  // after the contract check: it states the config's shapes
 
   std::vector<const SafetensorsSet::Entry*> entries(plan.hf.size(), nullptr);
   for (size_t s = 0; s < plan.hf.size(); ++s) {
@@ -176,6 +204,8 @@ Result<ConvertSummary> hf2mcore(const Hf2McoreOptions& options) {
   std::vector<dcp::BytesToWrite> byte_items;
   for (const ExtraStateItem& item : plan.extra_state)
     byte_items.push_back({item.key, item.payload == mappings::ExtraState::kLocal ? dcp::write_none_extra_state : dcp::write_empty_extra_state});
+  const size_t extra_state_count = byte_items.size();
+  if (options.common == CommonStateLayout::kDcpObject) byte_items.push_back(common_state_item());
 
   uint64_t total = 0;
   for (const auto& tw : tensors) total += checked_numel(tw.shape).value_or(0) * dtype_size(tw.dtype);
@@ -201,11 +231,11 @@ Result<ConvertSummary> hf2mcore(const Hf2McoreOptions& options) {
 
     gemma4::ModelConfig written = config;
     if (options.dtype) written.dtype = options.dtype == DType::kF32 ? "float32" : options.dtype == DType::kF16 ? "float16" : "bfloat16";
-    G4_RETURN_IF_ERROR(write_megatron_side_files(out.temp_path(), iter, written, options.layout, model_dtype));
+    G4_RETURN_IF_ERROR(write_megatron_side_files(out.temp_path(), iter, written, options.layout, model_dtype, options.common, pad_vocab));
     if (text_mode) {
       // hf_config.json keeps the conditional config (mcore2hf writes that form back); run_config.yaml targets the
       // text provider, which MB's text mode builds from text_config alone: the causal config's provider.
-      G4_RETURN_IF_ERROR(write_file_synced(iter / "run_config.yaml", run_config_yaml(text_model_config(written), model_dtype)));
+      G4_RETURN_IF_ERROR(write_file_synced(iter / "run_config.yaml", run_config_yaml(text_model_config(written), model_dtype, pad_vocab)));
     }
     G4_RETURN_IF_ERROR(copy_hf_assets(options.hf, iter / kTokenizerDir));
     return out.commit();
@@ -218,7 +248,8 @@ Result<ConvertSummary> hf2mcore(const Hf2McoreOptions& options) {
   summary.source_tensors = present.size();
   summary.target_tensors = tensors.size();
   summary.chunks = chunk_count;
-  summary.extra_state = byte_items.size();
+  summary.extra_state = extra_state_count;
+  summary.vocab_rows = vocab_rows;
   summary.bytes = total;
   summary.iteration_dir = options.out / iteration_dir_name(options.layout);
   for (const std::string& name : skipped)

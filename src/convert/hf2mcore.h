@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "convert/mcore_files.h"
+#include "gemma4/config.h"
 #include "runtime/dtype.h"
 #include "runtime/output_policy.h"
 #include "runtime/status.h"
@@ -31,6 +32,10 @@ struct Hf2McoreOptions {
   // Megatron-Bridge's GEMMA4_CONVERSION_MODE=text for a conditional checkpoint: a plain GPTModel (no
   // "language_model." prefix, towers not written, the text provider in run_config.yaml). No effect on causal ones.
   bool text_mode = false;
+  CommonStateLayout common = CommonStateLayout::kDcpObject;  // --common-pt: kCommonPt
+  // --pad-vocab N: zero rows appended to the word embedding (and an untied output layer) up to a multiple of N;
+  // 1 pads nothing. Unset: what Megatron-Bridge's provider of the family builds (default_pad_vocab).
+  std::optional<int64_t> pad_vocab;
   ConvertProgress progress;
 };
 
@@ -41,12 +46,22 @@ struct ConvertSummary {
   size_t target_tensors = 0;  // DCP tensor keys (mcore) or HF tensors written (hf)
   size_t chunks = 0;
   size_t extra_state = 0;
+  int64_t vocab_rows = 0;   // rows of the stored word embedding (the vocabulary plus its padding)
   uint64_t bytes = 0;       // payload bytes written
   std::vector<std::string> warnings;
   std::filesystem::path iteration_dir;
 };
 
 Result<ConvertSummary> hf2mcore(const Hf2McoreOptions& options);
+
+// Megatron-Bridge 0.6.2's vocabulary padding. Gemma4DenseProvider.build() pads to a multiple of
+// make_vocab_size_divisible_by (128, whatever the TP size); Gemma4ModelProvider (MoE) builds GPTModelProvider's
+// model, padded only with should_pad_vocab (a vocabulary taken from the tokenizer), which a checkpoint stating its
+// vocab_size never sets: 128 for dense, 1 for MoE.
+inline constexpr int64_t kMaxPadVocab = int64_t{1} << 20;
+int64_t default_pad_vocab(const gemma4::TextConfig& text);
+// An error unless 1 <= n <= kMaxPadVocab.
+Status check_pad_vocab(int64_t n);
 
 // An error naming `where` when `bytes` (elements of `dtype`) hold a NaN or Inf.
 Status check_finite(std::span<const std::byte> bytes, DType dtype, const std::string& where);

@@ -20,28 +20,29 @@ namespace {
 // run_config.yaml: run_config_writer.cc.
 
 Status write_train_state(const fs::path& path) {
-  // Megatron-Bridge's TrainState.state_dict(): 0-dim tensors, int32 counters, float32 flops, bool flags.
-  static const int32_t zero_i32 = 0;
-  static const float zero_f32 = 0.0f;
+  // Megatron-Bridge 0.6.2's TrainState.state_dict() (training/state.py): 0-dim tensors, int64 counters, float64
+  // flops, bool flags, in this order.
+  static const int64_t zero_i64 = 0;
+  static const double zero_f64 = 0.0;
   static const uint8_t false_u8 = 0;
   auto bytes = [](const auto& v) { return std::span<const std::byte>(reinterpret_cast<const std::byte*>(&v), sizeof v); };
   torch::TorchSaveWriter w;
   std::vector<std::pair<PyPtr, PyPtr>> items;
   for (const char* k : {"step", "consumed_train_samples", "skipped_train_samples", "consumed_valid_samples"})
-    items.push_back({torch::py_str(k), w.tensor(DType::kI32, {}, bytes(zero_i32))});
-  items.push_back({torch::py_str("floating_point_operations_so_far"), w.tensor(DType::kF32, {}, bytes(zero_f32))});
+    items.push_back({torch::py_str(k), w.tensor(DType::kI64, {}, bytes(zero_i64))});
+  items.push_back({torch::py_str("floating_point_operations_so_far"), w.tensor(DType::kF64, {}, bytes(zero_f64))});
   for (const char* k : {"do_train", "do_valid", "do_test"}) items.push_back({torch::py_str(k), w.tensor(DType::kBool, {}, bytes(false_u8))});
   return w.write(path, *torch::py_dict(std::move(items)), path.stem().string());
 }
 
-Status write_common(const fs::path& path) {
-  torch::TorchSaveWriter w;
+// The common state dict of a weights-only checkpoint (§1.2 "Content of the common dict"), the same whichever
+// layout stores it.
+PyPtr common_state() {
   PyPtr content = torch::py_dict({{torch::py_str("singleton_local_shards"), torch::py_bool(false)},
                                   {torch::py_str("chained_optim_avoid_prefix"), torch::py_bool(true)}});
-  PyPtr root = torch::py_dict({{torch::py_str("checkpoint_version"), torch::py_float(3.0)},
-                               {torch::py_str("iteration"), torch::py_int(0)},
-                               {torch::py_str("content_metadata"), content}});
-  return w.write(path, *root, "common");
+  return torch::py_dict({{torch::py_str("checkpoint_version"), torch::py_float(3.0)},
+                         {torch::py_str("iteration"), torch::py_int(0)},
+                         {torch::py_str("content_metadata"), content}});
 }
 
 bool is_asset(const fs::path& p) {
@@ -51,6 +52,13 @@ bool is_asset(const fs::path& p) {
 }
 
 }  // namespace
+
+dcp::BytesToWrite common_state_item() {
+  return {kCommonStateKey, [](torch::ZipWriter& zip) {
+            torch::TorchSaveWriter w;
+            return w.write_into(zip, *torch::py_list({common_state()}), "archive");  // torch.save to a BytesIO
+          }};
+}
 
 std::string iteration_dir_name(IterationLayout layout) { return layout == IterationLayout::kRelease ? "release" : "iter_0000000"; }
 
@@ -69,13 +77,19 @@ Status copy_hf_assets(const fs::path& from, const fs::path& to) {
 }
 
 Status write_megatron_side_files(const fs::path& root, const fs::path& iter, const gemma4::ModelConfig& config,
-                                 IterationLayout layout, DType params_dtype) {
-  // json.dump(asdict(CheckpointingConfig)) with Python's separators; the 4 keys every MCore version accepts.
+                                 IterationLayout layout, DType params_dtype, CommonStateLayout common, int64_t pad_vocab) {
+  // json.dump(asdict(CheckpointingConfig)) with Python's separators. megatron-core 0.19 has the 2 fields (and
+  // drops unknown keys when reading); <= 0.18 has 4, the common_backend pair defaulted, so both parse either.
+  const bool pt = common == CommonStateLayout::kCommonPt;
   G4_RETURN_IF_ERROR(write_file_synced(iter / "metadata.json",
-                                       "{\"sharded_backend\": \"torch_dist\", \"sharded_backend_version\": 1, "
-                                       "\"common_backend\": \"torch\", \"common_backend_version\": 1}"));
-  G4_RETURN_IF_ERROR(write_common(iter / "common.pt"));
-  G4_RETURN_IF_ERROR(write_file_synced(iter / "run_config.yaml", run_config_yaml(config, params_dtype)));
+                                       pt ? "{\"sharded_backend\": \"torch_dist\", \"sharded_backend_version\": 1, "
+                                            "\"common_backend\": \"torch\", \"common_backend_version\": 1}"
+                                          : "{\"sharded_backend\": \"torch_dist\", \"sharded_backend_version\": 1}"));
+  if (pt) {
+    torch::TorchSaveWriter w;
+    G4_RETURN_IF_ERROR(w.write(iter / "common.pt", *common_state(), "common"));
+  }
+  G4_RETURN_IF_ERROR(write_file_synced(iter / "run_config.yaml", run_config_yaml(config, params_dtype, pad_vocab)));
   G4_RETURN_IF_ERROR(write_file_synced(iter / kHfConfigFile, gemma4::to_hf_json(config).dump(2) + "\n"));
   G4_RETURN_IF_ERROR(write_train_state(iter / "train_state.pt"));
   if (layout == IterationLayout::kBridge) G4_RETURN_IF_ERROR(write_train_state(root / "latest_train_state.pt"));

@@ -97,6 +97,7 @@ Result<RoundtripReport> roundtrip_in(const RoundtripOptions& options, const fs::
   to_mcore.out = scratch / "mcore";
   to_mcore.threads = options.threads;
   to_mcore.text_mode = options.text_mode;
+  to_mcore.common = options.common;
   to_mcore.output = OutputPolicy(false, options.output.notice());
   to_mcore.progress = options.progress;
   G4_ASSIGN_OR_RETURN(report.to_mcore, hf2mcore(to_mcore));

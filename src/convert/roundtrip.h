@@ -18,6 +18,7 @@ struct RoundtripOptions {
   OutputPolicy output;                         // for `keep` (--force); `hf` is protected
   unsigned threads = 0;
   bool text_mode = false;  // the intermediate Megatron checkpoint in Megatron-Bridge's text mode (hf2mcore --text-mode)
+  CommonStateLayout common = CommonStateLayout::kDcpObject;  // of the intermediate Megatron checkpoint (--common-pt)
   ConvertProgress progress;
   // Called with the intermediate Megatron and HF directories before they are removed (roundtrip --forward).
   std::function<Status(const std::filesystem::path& mcore, const std::filesystem::path& hf)> inspect_intermediates;

@@ -37,9 +37,12 @@ const FamilyTable& dense_text_table() {
            When::kPle},
           {"decoder.layers.{l}.layer_scalar", {"layers.{l}.layer_scalar"}},
       },
-      // Megatron's local linears (None) and the block's final norm. MCore builds that norm of a layer-spec model
-      // as TENorm only when Transformer Engine is importable; Megatron-Bridge 0.6.2's dense model (local spec,
-      // no TE) neither requests nor writes it (megatron-bridge-observed.md), so it is written but not required.
+      // Megatron's local linears (None) and the block's final norm. Kept although MB 0.6.2 was observed without it:
+      // its dense spec is a layer ModuleSpec, so megatron-core 0.19.2's TransformerBlock builds the final norm as
+      // LayerNormImpl (transformer_block.py: TENorm whenever Transformer Engine imports, else Apex/torch norms);
+      // TENorm is TE's RMSNorm, an ops BasicOperation whose get_extra_state() is an empty uint8 tensor without FP8,
+      // so on any TE machine the model requests this object. MB 0.6.2 ran without TE (megatron-bridge-observed.md)
+      // and neither wrote nor requested it: written (harmless where not requested), not required.
       {
           {.module = "decoder.final_layernorm", .requested = false},
           {"per_layer_model_proj", ExtraState::kLocal, When::kPle},
