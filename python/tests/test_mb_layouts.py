@@ -155,3 +155,94 @@ def test_mcore2hf_reads_the_common_state_megatron_core_0_19_saves_inside_dcp(tmp
     assert "common_state/shard_0_1" in dcp.FileSystemReader(str(ckpt)).read_metadata().state_dict_metadata
     assert oracles("0.19.2").call("common_state", ckpt) == COMMON_STATE
     assert_gives_back(ckpt, src, tmp_path / "hf")
+
+
+def dense_provider(t, tc):
+    """Megatron-Bridge 0.6.2's Gemma4Bridge._build_dense_provider: the provider fields it sets from an HF text config
+    as transformers <= 5.12 (MB's pin) exposes it: `t` is config.json's dict (getattr with MB's defaults), with the
+    released flat fields that 5.23's per_layer_config replaces (global head dim and KV heads) taken from `tc`,
+    transformers 5.23's parse of the same file."""
+    sliding_layer = tc.per_layer_config[tc.layer_types.index("sliding_attention")]
+    full_layer = tc.per_layer_config[tc.layer_types.index("full_attention")]
+    t = {**t, "head_dim": sliding_layer.head_dim, "num_key_value_heads": sliding_layer.num_key_value_heads}
+    t.setdefault("global_head_dim", full_layer.head_dim)
+    t.setdefault("num_global_key_value_heads", None if full_layer.num_key_value_heads == t["num_key_value_heads"]
+                 else full_layer.num_key_value_heads)
+    rope = t.get("rope_parameters") or {}
+    sliding, full = rope.get("sliding_attention", {}), rope.get("full_attention", {})
+    layer_types = t.get("layer_types")
+    return {
+        "num_layers": t["num_hidden_layers"], "hidden_size": t["hidden_size"], "ffn_hidden_size": t["intermediate_size"],
+        "num_attention_heads": t["num_attention_heads"], "num_query_groups": t["num_key_value_heads"],
+        "kv_channels": t.get("head_dim", 256), "global_kv_channels": t.get("global_head_dim", 512),
+        "num_global_query_groups": t.get("num_global_key_value_heads", t["num_key_value_heads"]),
+        "seq_length": t["max_position_embeddings"], "vocab_size": t["vocab_size"], "normalization": "RMSNorm",
+        "layernorm_epsilon": t["rms_norm_eps"], "window_size": [t.get("sliding_window", 512) - 1, 0],  # a tuple, listed
+        "window_attn_skip_freq": [x == "sliding_attention" for x in layer_types] if layer_types is not None else 6,
+        "sliding_window_rope_base": sliding.get("rope_theta", 10000.0),
+        "full_attention_rope_base": full.get("rope_theta", 1000000.0),
+        "full_attention_rope_partial_factor": full.get("partial_rotary_factor", 0.25),
+        "num_kv_shared_layers": t.get("num_kv_shared_layers", 0), "use_double_wide_mlp": t.get("use_double_wide_mlp", False),
+        "attention_k_eq_v": t.get("attention_k_eq_v", False),
+        "per_layer_embed_vocab_size": t.get("vocab_size_per_layer_input", t["vocab_size"]),
+        "per_layer_embed_dim": t.get("hidden_size_per_layer_input", 256),
+        "final_logit_softcapping": t.get("final_logit_softcapping"), "bf16": True,
+        "params_dtype": {"_target_": "torch.bfloat16", "_call_": False},  # megatron-core's dtype representer
+        "tensor_model_parallel_size": 1, "pipeline_model_parallel_size": 1, "make_vocab_size_divisible_by": 128}
+
+
+def hf_node(cfg):
+    """An HF config object in the provider as MB's Container._convert_pretrained_config_to_dict writes it."""
+    return {"_target_": f"{type(cfg).__module__}.{type(cfg).__qualname__}",
+            **{k: v for k, v in cfg.to_dict().items() if not k.startswith("_")}} if cfg is not None else None
+
+
+def mb_run_config(src):
+    """run_config.yaml as MB 0.6.2 writes it for a dense checkpoint (yaml.safe_dump of ConfigContainer.to_dict()):
+    the model section with the provider's `_target_` and fields (Gemma4DenseVLProvider for the conditional form,
+    which adds the HF vision/text config nodes and token ids), and the checkpoint section."""
+    import yaml
+    from transformers import AutoConfig
+    cfg = json.loads((src / "config.json").read_text())
+    conditional = "text_config" in cfg
+    hf = AutoConfig.from_pretrained(src)
+    model = dense_provider(cfg["text_config"] if conditional else cfg, getattr(hf, "text_config", hf))
+    if conditional:
+        model = {"_target_": "megatron.bridge.models.gemma_vl.gemma4_vl_provider.Gemma4DenseVLProvider", **model,
+                 "vision_config": hf_node(hf.vision_config), "text_config": hf_node(hf.text_config),
+                 "audio_config": hf_node(getattr(hf, "audio_config", None)),
+                 "vision_soft_tokens_per_image": cfg.get("vision_soft_tokens_per_image", 280),
+                 "bos_token_id": cfg.get("bos_token_id", 2), "eos_token_id": cfg.get("eos_token_id", 1),
+                 "image_token_id": cfg.get("image_token_id", 258880), "video_token_id": cfg.get("video_token_id", 258884),
+                 "audio_token_id": cfg.get("audio_token_id", 258881)}
+    else:
+        model = {"_target_": "megatron.bridge.models.gemma.gemma4_provider.Gemma4DenseProvider", **model}
+    return yaml.safe_dump({"model": model, "checkpoint": {"ckpt_format": "torch_dist", "save": None, "load": None},
+                           "train": {"micro_batch_size": 1, "global_batch_size": 1}})
+
+
+# The HF fields that state the architecture (config.json's other fields, e.g. token ids of the text-only
+# provider, are not in what MB's run_config records for every provider).
+ARCH = ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+        "num_key_value_heads", "num_global_key_value_heads", "head_dim", "global_head_dim", "layer_types",
+        "sliding_window", "rms_norm_eps", "rope_parameters", "final_logit_softcapping", "attention_k_eq_v",
+        "num_kv_shared_layers", "use_double_wide_mlp", "hidden_size_per_layer_input", "vocab_size_per_layer_input",
+        "enable_moe_block", "max_position_embeddings", "tie_word_embeddings"]
+
+
+@pytest.mark.parametrize("name", ["tiny-e2b", "tiny-31b"])
+def test_mcore2hf_rebuilds_the_hf_config_from_megatron_bridges_run_config_without_hf_config_json(tmp_path, mb, name):
+    """MB writes no hf_config.json: mcore2hf takes the architecture from run_config.yaml's provider fields (the
+    text provider of the causal E2B, the dense VL provider with its HF config nodes for the conditional 31B)."""
+    from transformers import AutoConfig
+    src, saved = mb(f"fc1-{name}")
+    ckpt = tmp_path / "mb"
+    shutil.copytree(saved, ckpt, ignore=shutil.ignore_patterns("hf_config.json"))
+    (ckpt / "run_config.yaml").write_text(mb_run_config(src))
+    run_g4("mcore2hf", "--mcore", ckpt, "--out", tmp_path / "hf", "-q")
+    ours, orig = load_hf(tmp_path / "hf"), load_hf(src)
+    assert set(ours) == set(orig) and all(ours[k].dtype == t.dtype and torch.equal(ours[k], t) for k, t in orig.items())
+    a, b = (AutoConfig.from_pretrained(p) for p in (tmp_path / "hf", src))
+    assert a.architectures == b.architectures
+    ta, tb = (getattr(c, "text_config", c).to_dict() for c in (a, b))
+    assert {k: ta.get(k) for k in ARCH} == {k: tb.get(k) for k in ARCH}
