@@ -147,6 +147,15 @@ def test_mcore2hf_strips_a_vocabulary_padded_with_zero_rows_as_megatron_bridge_p
     assert_gives_back(ckpt, src, tmp_path / "hf")
 
 
+@pytest.mark.parametrize("preset", ["tiny-31b", "tiny-26b-a4b"])
+def test_mcore2hf_writes_the_conditional_checkpoint_back_from_text_mode_keys(tmp_path, mb, preset):
+    """MB's GEMMA4_CONVERSION_MODE=text saves a conditional checkpoint as a plain GPTModel: no `language_model.`."""
+    src, ckpt = mb(f"text-{preset}")
+    keys = dcp.FileSystemReader(str(ckpt)).read_metadata().state_dict_metadata
+    assert "embedding.word_embeddings.weight" in keys and not any(k.startswith("language_model.") for k in keys)
+    assert_gives_back(ckpt, src, tmp_path / "hf")
+
+
 def test_mcore2hf_reads_the_common_state_megatron_core_0_19_saves_inside_dcp(tmp_path, mb, oracles):
     """megatron-core 0.19.2's save: no common.pt, the common state as the `common_state` object in DCP (the one
     hf2mcore's default layout writes: megatron-core reads back the same dict from both)."""
