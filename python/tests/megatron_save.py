@@ -6,8 +6,8 @@ With --mb, the checkpoint Megatron-Bridge's model saves instead: TP x EP ranks (
 parallel_state), each wrapping its rank-local tensors with megatron-core's own sharding code as the model's
 sharded_state_dict does (make_sharded_tensors_for_checkpoint: column-parallel qkv/fc1/embedding on dim 0,
 row-parallel proj/fc2 on dim 1, the rest replicated; apply_swiglu_sharded_factory: fc1 as separate gate and up
-chunks; SequentialMLP/TEGroupedMLP's expert axis and expert-DP replicas), the vocabulary padded with zero rows to a
-multiple of 128 x TP (MB's make_vocab_size_divisible_by), the `_extra_state` objects, and the common state
+chunks; SequentialMLP/TEGroupedMLP's expert axis and expert-DP replicas), a dense model's vocabulary padded with
+zero rows to a multiple of 128 (MB's make_vocab_size_divisible_by), the `_extra_state` objects, and the common state
 (checkpoint_version, iteration) that megatron-core stores in common.pt (0.16) or inside DCP as common_state (0.19).
 --text-mode drops the `language_model.` prefix and the towers (MB's GEMMA4_CONVERSION_MODE=text).
 
@@ -68,15 +68,17 @@ COLUMN = ("linear_qkv.weight", "linear_fc1.weight", "word_embeddings.weight")  #
 ROW = ("linear_proj.weight", "linear_fc2.weight")  # TP on dim 1
 
 
-def mb_tensors(src, tp, text_mode):
+def mb_tensors(src, text_mode):
     """The bridge mapping's global tensors and `_extra_state` keys as MB's model holds them."""
     import torch
     from bridge_reference import expected_checkpoint
     tensors, extra, *_ = expected_checkpoint(src)
+    dense = not any(".experts." in k for k in tensors)
     for key, t in tensors.items():
-        if key.endswith("embedding.word_embeddings.weight"):
-            multiple = 128 * tp
-            rows = -(-t.shape[0] // multiple) * multiple
+        # Gemma4DenseProvider.provide pads to make_vocab_size_divisible_by (128); the MoE provider (GPTModelProvider,
+        # should_pad_vocab False) does not pad
+        if key.endswith("embedding.word_embeddings.weight") and dense:
+            rows = -(-t.shape[0] // 128) * 128
             tensors[key] = torch.cat([t, torch.zeros(rows - t.shape[0], *t.shape[1:], dtype=t.dtype)])
     if text_mode:
         tensors = {k[len("language_model."):]: t for k, t in tensors.items() if k.startswith("language_model.")}
@@ -146,7 +148,7 @@ def mb_rank(rank, world, port, args):
     from megatron.core import parallel_state as ps
     ps.initialize_model_parallel(tensor_model_parallel_size=args.tp, expert_model_parallel_size=args.ep)
     for src, out in zip(args.paths[::2], args.paths[1::2]):  # one start-up for several checkpoints
-        tensors, extra = mb_tensors(src, args.tp, args.text_mode)
+        tensors, extra = mb_tensors(src, args.text_mode)
         sd = rank_sharded_state_dict(tensors, extra, ps)
         sd.update(checkpoint_version=3.0, iteration=0)  # MB's common state
         os.makedirs(out, exist_ok=True)
