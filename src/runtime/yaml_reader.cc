@@ -326,6 +326,36 @@ class JsonBuilder : public YAML::EventHandler {
   uint64_t nodes_ = 0;
 };
 
+// Byte offset of the first byte that does not start a valid UTF-8 sequence (overlong forms, surrogates and
+// code points past U+10FFFF included), if any: YAML text is Unicode, PyYAML refuses such a file, and a JSON string
+// holding it cannot be dumped (nlohmann throws), e.g. in an error message quoting the value.
+std::optional<size_t> invalid_utf8(std::string_view text) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len = 0;
+    unsigned lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c == 0xE0) len = 3, lo = 0xA0;
+    else if (c == 0xED) len = 3, hi = 0x9F;  // no UTF-16 surrogates
+    else if (c >= 0xE1 && c <= 0xEF) len = 3;
+    else if (c == 0xF0) len = 4, lo = 0x90;
+    else if (c >= 0xF1 && c <= 0xF3) len = 4;
+    else if (c == 0xF4) len = 4, hi = 0x8F;
+    else return i;
+    if (i + len > n || p[i + 1] < lo || p[i + 1] > hi) return i;
+    for (size_t k = 2; k < len; ++k)
+      if (p[i + k] < 0x80 || p[i + k] > 0xBF) return i;
+    i += len;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 Result<json> parse_yaml(std::string_view text, std::string_view where_view, const YamlLimits& limits) {
@@ -337,6 +367,10 @@ Result<json> parse_yaml(std::string_view text, std::string_view where_view, cons
     const size_t nul = text.find('\0');
     const int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<ptrdiff_t>(nul), '\n'));
     return Status::corruption(at(line) + "a NUL byte: not a YAML text file");
+  }
+  if (auto bad = invalid_utf8(text)) {
+    const int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<ptrdiff_t>(*bad), '\n'));
+    return Status::corruption(at(line) + "not valid UTF-8 (byte " + std::to_string(*bad) + ")");
   }
   try {
     std::istringstream in{std::string(text)};

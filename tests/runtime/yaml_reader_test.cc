@@ -121,6 +121,17 @@ TEST(YamlReader, MalformedDuplicateTruncatedAndBinaryInputsAreOneLineErrors) {
     EXPECT_FALSE(parse_yaml(s, "bad.yaml").ok()) << s;
 }
 
+// fuzz_run_config: a string with a stray byte reached nlohmann's dump (in an error message) and threw there.
+TEST(YamlReader, InvalidUtf8IsRefusedWithItsLineAndByteNotKeptInAString) {
+  EXPECT_EQ(error_of("a: 1\nb: x\xbdy\n"), "bad.yaml:2: not valid UTF-8 (byte 9)");
+  EXPECT_EQ(error_of("a: \xc0\x80\n"), "bad.yaml:1: not valid UTF-8 (byte 3)") << "overlong NUL";
+  EXPECT_EQ(error_of("a: \xed\xa0\x80\n"), "bad.yaml:1: not valid UTF-8 (byte 3)") << "a UTF-16 surrogate";
+  EXPECT_EQ(error_of("a: \xf4\x90\x80\x80\n"), "bad.yaml:1: not valid UTF-8 (byte 3)") << "past U+10FFFF";
+  EXPECT_EQ(error_of("a: \xe2\x82"), "bad.yaml:1: not valid UTF-8 (byte 3)") << "truncated sequence";
+  const json j = parsed("a: \"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"\n");
+  EXPECT_EQ(j["a"].dump(), "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"") << "valid multi-byte text is kept";
+}
+
 TEST(YamlReader, ALargerFileThanTheCapIsRefusedBeforeParsing) {
   YamlLimits small;
   small.max_bytes = 10;
