@@ -23,14 +23,13 @@ def init_megatron():
     import torch.distributed as dist
     import torch.distributed.checkpoint.metadata as dcp_metadata
     # megatron-core (0.16.1 and 0.19.2 alike) builds torch.empty(size, **TensorProperties.__dict__), which torch >= 2.1x
-    # breaks by adding a `strides` attribute: it fails the same way on checkpoints torch itself writes
-    # (docs/spec-notes.md).
+    # breaks by adding a `strides` attribute (None in ours, the tensor's strides when torch or megatron-core saved
+    # it): it fails the same way on checkpoints torch itself writes (docs/spec-notes.md).
     original = dcp_metadata.TensorProperties.__setstate__
 
     def setstate(self, state):
         original(self, state)
-        if getattr(self, "strides", 0) is None:
-            del self.strides
+        self.__dict__.pop("strides", None)
 
     dcp_metadata.TensorProperties.__setstate__ = setstate
     if not dist.is_initialized():
@@ -99,7 +98,21 @@ def common_state(dc, it):
     return dc.load_common_state_dict(str(it))
 
 
-CALLS = {f.__name__: f for f in (version, tensor_keys, check_plain_load, check_sharded_load, common_state)}
+def check_same_tensors(dc, a, b):
+    """load_plain_tensors gives the same keys for checkpoints `a` and `b`, and the same shapes, dtypes and bytes
+    (tensors) or values (the common state it merges in)."""
+    import torch
+    ta, tb = dc.load_plain_tensors(str(a)), dc.load_plain_tensors(str(b))
+    assert set(ta) == set(tb), f"only in {a}: {sorted(set(ta) - set(tb))}, only in {b}: {sorted(set(tb) - set(ta))}"
+    for k, t in ta.items():
+        if torch.is_tensor(t):
+            assert t.dtype == tb[k].dtype and t.shape == tb[k].shape and torch.equal(t, tb[k]), k
+        else:
+            assert t == tb[k], f"{k}: {t!r} vs {tb[k]!r}"
+
+
+CALLS = {f.__name__: f for f in (version, tensor_keys, check_plain_load, check_sharded_load, common_state,
+                                 check_same_tensors)}
 
 
 class OracleError(Exception):

@@ -1,4 +1,4 @@
-"""hf2mcore output checked by the real loaders: megatron-core's dist_checkpointing (load_tensors_metadata,
+"""hf2mcore output checked by the real loaders: megatron-core 0.16.1's and 0.19.2's dist_checkpointing (load_tensors_metadata,
 load_plain_tensors, and a per-layer sharded load the way Megatron-Bridge requests it), torch.distributed.checkpoint
 and torch.load(weights_only=True); mcore2hf output checked by transformers (strict load, identical logits).
 The expected Megatron tensors come from bridge_reference.py, an independent statement of Megatron-Bridge's mapping."""
@@ -6,7 +6,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import warnings
 
 import pytest
@@ -14,34 +13,18 @@ import torch
 import yaml
 
 from bridge_reference import expected_checkpoint, load_hf, text_config
-from conftest import TESTDATA, TINY, TOWERS, run_g4, run_g4_json
+from conftest import MCORE_VERSIONS, TESTDATA, TINY, TOWERS, run_g4, run_g4_json
+from mcore_oracle import COMMON_STATE, OracleError, init_megatron
 
 warnings.filterwarnings("ignore")
 
 
 @pytest.fixture(scope="module")
 def megatron():
-    """megatron-core's dist_checkpointing, in a one-process gloo group (it asks for the rank)."""
-    import torch.distributed as dist
+    """megatron-core 0.16.1's dist_checkpointing in this process (mcore_oracle.py patches and sets it up)."""
     import torch.distributed.checkpoint.metadata as dcp_metadata
-    # megatron-core 0.16.1 builds torch.empty(size, **TensorProperties.__dict__), which torch >= 2.1x breaks by
-    # adding a `strides` attribute: it fails the same way on checkpoints torch itself writes (docs/spec-notes.md).
     original = dcp_metadata.TensorProperties.__setstate__
-
-    def setstate(self, state):
-        original(self, state)
-        if getattr(self, "strides", 0) is None:
-            del self.strides
-
-    dcp_metadata.TensorProperties.__setstate__ = setstate
-    if not dist.is_initialized():
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        dist.init_process_group("gloo", rank=0, world_size=1)
-    from megatron.core import dist_checkpointing
-    yield dist_checkpointing
+    yield init_megatron()
     dcp_metadata.TensorProperties.__setstate__ = original
 
 
@@ -50,51 +33,38 @@ def convert(src, out, *extra):
     return out / "iter_0000000"
 
 
-@pytest.mark.parametrize("name", TINY + TOWERS)
-def test_megatron_core_plain_load_equals_the_bridge_mapping_of_every_hf_tensor(tmp_path, megatron, name):
-    src = TESTDATA / name
-    it = convert(src, tmp_path / "mcore", "--common-pt")  # megatron-core 0.16.1 reads common.pt only
-    expected, _, _, _, _, _ = expected_checkpoint(src)
-    meta = megatron.load_tensors_metadata(str(it))
-    assert set(meta) == set(expected), f"missing {set(expected) - set(meta)}, unexpected {set(meta) - set(expected)}"
-    loaded = megatron.load_plain_tensors(str(it))
-    for key, t in expected.items():
-        assert loaded[key].dtype == t.dtype, key
-        assert torch.equal(loaded[key], t), key
-    assert megatron.load_common_state_dict(str(it)) == {
-        "checkpoint_version": 3.0, "iteration": 0,
-        "content_metadata": {"singleton_local_shards": False, "chained_optim_avoid_prefix": True}}
+# hf2mcore's two layouts: the common state inside the DCP checkpoint (megatron-core >= 0.19, the default) or in common.pt.
+LAYOUTS = {"common-state": (), "common-pt": ("--common-pt",)}
+# Every (megatron-core version, layout) that reads; 0.16.1 reads the common state only from common.pt (test below).
+READERS = [(v, layout) for v in MCORE_VERSIONS for layout in LAYOUTS if (v, layout) != ("0.16.1", "common-state")]
 
 
+@pytest.mark.parametrize("oracle,layout", READERS, indirect=["oracle"])
 @pytest.mark.parametrize("name", TINY + TOWERS)
-def test_megatron_core_sharded_load_as_the_bridge_requests_it_finds_every_key(tmp_path, megatron, name):
-    """Per-layer ShardedTensors on the stacked axes (per-type attention stacks) and the `_extra_state`
-    ShardedObjects Megatron-Bridge's model requests, loaded with MCore's default strictness."""
-    from megatron.core.dist_checkpointing import ShardedObject, ShardedTensor
-    src = TESTDATA / name
-    it = convert(src, tmp_path / "mcore", "--common-pt")  # megatron-core 0.16.1 reads common.pt only
-    expected, extra, per_layer, geo, rank, n_type = expected_checkpoint(src)
-    request, want = {}, {}
-    for key, t in expected.items():
-        stacked = ".decoder.layers." in "." + key and not per_layer and not key.split("decoder.layers.")[1][0].isdigit()
-        if not stacked:
-            request[key] = ShardedTensor.from_rank_offsets(key, torch.empty_like(t))
-            want[key] = t
-            continue
-        for i in range(t.shape[0]):
-            request[f"{key}#{i}"] = ShardedTensor.from_rank_offsets(key, torch.empty_like(t[i]), (0, i, t.shape[0]),
-                                                                    prepend_axis_num=1)
-            want[f"{key}#{i}"] = t[i]
-    for key in extra:
-        base, shard = key.split("/shard_")
-        offset, shape = shard.split("_")
-        request[key] = ShardedObject(base, None, tuple(map(int, shape.split("."))), tuple(map(int, offset.split("."))))
-    loaded = megatron.load(request, str(it))
-    for k, t in want.items():
-        assert torch.equal(loaded[k], t), k
-    for key in extra:  # TE modules save an empty uint8 tensor, Megatron's local linears None
-        v = loaded[key]
-        assert v is None or (torch.is_tensor(v) and v.dtype == torch.uint8 and v.numel() == 0), key
+def test_megatron_core_plain_load_equals_the_bridge_mapping_of_every_hf_tensor(tmp_path, oracle, layout, name):
+    it = convert(TESTDATA / name, tmp_path / "mcore", *LAYOUTS[layout])
+    oracle.call("check_plain_load", it, TESTDATA / name)
+    assert oracle.call("common_state", it) == COMMON_STATE
+
+
+@pytest.mark.parametrize("oracle,layout", READERS, indirect=["oracle"])
+@pytest.mark.parametrize("name", TINY + TOWERS)
+def test_megatron_core_sharded_load_as_the_bridge_requests_it_finds_every_key(tmp_path, oracle, layout, name):
+    it = convert(TESTDATA / name, tmp_path / "mcore", *LAYOUTS[layout])
+    oracle.call("check_sharded_load", it, TESTDATA / name)
+
+
+@pytest.mark.parametrize("oracle", ["0.16.1"], indirect=True)
+def test_megatron_core_0_16_lists_a_common_state_checkpoint_but_loads_only_with_common_pt(tmp_path, oracle):
+    """The default layout keeps the common state inside DCP (megatron-core 0.19's): 0.16.1 lists every tensor but
+    its load looks for common.pt (and fails in its own error path); the --common-pt layout is the one it loads."""
+    src = TESTDATA / "tiny-26b-a4b"
+    it = convert(src, tmp_path / "mcore")
+    assert not (it / "common.pt").exists()
+    assert oracle.call("tensor_keys", it) == sorted(expected_checkpoint(src)[0])
+    for call, args in (("check_plain_load", (it, src)), ("common_state", (it,))):
+        with pytest.raises(OracleError, match="iterdir"):  # `checkpoint_dir.iterdir()` on a str, after common.pt
+            oracle.call(call, *args)
 
 
 def test_every_blob_and_side_file_loads_under_torch_weights_only(tmp_path):
