@@ -18,7 +18,7 @@ namespace g4 {
 struct YamlLimits {
   size_t max_bytes = 16u << 20;   // run_config.yaml is a few tens of KB
   int max_depth = 64;             // mappings and sequences open at once
-  uint64_t max_nodes = 1'000'000; // values after alias expansion
+  uint64_t max_nodes = 200'000;  // values after alias expansion (MB writes a few thousand)
 };
 
 // kCorruption "<where>:<line>: <why>" for malformed YAML, a tag safe_load would not accept, a duplicate or
