@@ -163,6 +163,9 @@ TEST(Mcore2Hf, RefusesATruncatedDistcpFileNamingItAndLeavesNoOutput) {
 TEST(Mcore2Hf, RefusesACheckpointWhoseTensorsDoNotMatchTheConfigNamingTheKey) {
   ScratchDir dir;
   ASSERT_OK(to_mcore(tiny("tiny-31b"), dir / "m"));
+  // Without the checkpoint's own configs, so the tensors (not the config comparison) are what disagree.
+  fs::remove(dir / "m" / "iter_0000000" / "hf_config.json");
+  fs::remove(dir / "m" / "iter_0000000" / "run_config.yaml");
   Mcore2HfOptions o;
   o.mcore = dir / "m";
   o.out = dir / "hf";
@@ -170,6 +173,19 @@ TEST(Mcore2Hf, RefusesACheckpointWhoseTensorsDoNotMatchTheConfigNamingTheKey) {
   auto r = mcore2hf(o);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("language_model.decoder.layers."), std::string::npos) << r.status().message();
+  EXPECT_FALSE(fs::exists(dir / "hf"));
+}
+
+TEST(Mcore2Hf, RefusesAReferenceConfigThatDisagreesWithTheCheckpointsOwnNamingTheField) {
+  ScratchDir dir;
+  ASSERT_OK(to_mcore(tiny("tiny-31b"), dir / "m"));
+  Mcore2HfOptions o;
+  o.mcore = dir / "m";
+  o.out = dir / "hf";
+  o.reference_hf = tiny("tiny-26b-a4b");
+  auto r = mcore2hf(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("disagree on text_config.enable_moe_block"), std::string::npos) << r.status().message();
   EXPECT_FALSE(fs::exists(dir / "hf"));
 }
 
