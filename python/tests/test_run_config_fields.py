@@ -11,10 +11,9 @@ import torch
 import yaml
 
 from bridge_reference import load_hf, text_config
-from conftest import ROOT, TESTDATA, TINY, TOWERS, run_g4
+from conftest import ROOT, TESTDATA, TINY, TOWERS, mcore_tree, run_g4
 
 FIELDS_JSON = TESTDATA / "gen" / "mb-0.6.2-provider-fields.json"
-MB_SOURCES = pathlib.Path("/work/ref/mb-0.6.2"), pathlib.Path("/work/ref/mcore-0.19.2")
 MODULES = {"Gemma4DenseProvider": "megatron.bridge.models.gemma.gemma4_provider",
            "Gemma4ModelProvider": "megatron.bridge.models.gemma.gemma4_provider",
            "Gemma4DenseVLProvider": "megatron.bridge.models.gemma_vl.gemma4_vl_provider",
@@ -36,8 +35,11 @@ def convert(src, out):
     return out / "iter_0000000"
 
 
-@pytest.mark.skipif(not MB_SOURCES[0].exists(), reason="Megatron-Bridge 0.6.2 sources not here")
 def test_the_checked_in_field_list_is_what_the_megatron_bridge_sources_declare():
+    # bin/pyenv's 0.19 tree holds both megatron/core (0.19.2) and megatron/bridge (0.6.2) sources.
+    tree = pathlib.Path(mcore_tree("0.19.2"))
+    assert (tree / "megatron" / "bridge" / "models" / "gemma" / "gemma4_provider.py").exists(), tree
+    MB_SOURCES = tree, tree
     spec = importlib.util.spec_from_file_location("gen", ROOT / "testdata" / "gen" / "gen_mb_provider_fields.py")
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)

@@ -2,7 +2,8 @@
 """Lists the dataclass fields of Megatron-Bridge 0.6.2's four Gemma 4 providers, with their class defaults as
 MB's run_config.yaml would serialise them, by reading the sources with `ast` (nothing is imported or run).
 
-    python3 testdata/gen/gen_mb_provider_fields.py [--mb /work/ref/mb-0.6.2] [--mcore /work/ref/mcore-0.19.2]
+    python3 testdata/gen/gen_mb_provider_fields.py --mb $(bin/pyenv --mcore-0.19) --mcore $(bin/pyenv --mcore-0.19)
+    (bin/pyenv's 0.19 tree holds the megatron-core 0.19.2 and Megatron-Bridge 0.6.2 sources)
 
 Writes testdata/gen/mb-0.6.2-provider-fields.json (read by python/tests/test_run_config_fields.py) and
 src/convert/mb_provider_fields.inc (the declarative table run_config_yaml writes the model section from).
