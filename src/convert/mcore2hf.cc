@@ -77,7 +77,7 @@ Result<ConvertSummary> mcore2hf(const Mcore2HfOptions& options) {
   // over a GPTModel is Megatron-Bridge's text mode, whose towers come from the reference; a causal config over a
   // VL checkpoint exports its language model as the causal form, without the towers.
   const bool conditional = config.form == gemma4::ModelForm::kConditional;
-  const std::string prefix = ckpt->language_prefix().value_or(conditional ? std::string(mappings::kVlLanguagePrefix) : "");
+  const std::string prefix = ckpt->language_prefix_or(conditional);
   std::vector<std::pair<std::string, Shape>> towers;
   if (conditional) towers = ckpt->tower_tensors();
   G4_ASSIGN_OR_RETURN(const std::vector<std::string> reference_towers,

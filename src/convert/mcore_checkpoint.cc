@@ -102,6 +102,10 @@ std::optional<std::string> McoreCheckpoint::language_prefix() const {
   return std::nullopt;
 }
 
+std::string McoreCheckpoint::language_prefix_or(bool conditional) const {
+  return language_prefix().value_or(conditional ? std::string(mappings::kVlLanguagePrefix) : std::string());
+}
+
 std::string McoreCheckpoint::fused_weights_marker() const {
   for (const auto& [key, entry] : metadata_.tensors)
     if (key.find("pffl_weight") != std::string::npos) return key;

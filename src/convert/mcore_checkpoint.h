@@ -70,6 +70,8 @@ class McoreCheckpoint {
   // mode, GEMMA4_CONVERSION_MODE=text). Decided by the word embedding's key, else by the decoder's keys; unset
   // when the checkpoint has neither (the caller's default applies, and the missing keys are reported).
   std::optional<std::string> language_prefix() const;
+  // language_prefix(), else the prefix a model of the config's form has (`conditional`: "language_model.").
+  std::string language_prefix_or(bool conditional) const;
   // A key that marks a Megatron-Bridge checkpoint from before 2026-07-09, whose router and shared-expert weights
   // have norm ratios folded in (megatron-bridge-layout.md §2); empty when there is none.
   std::string fused_weights_marker() const;

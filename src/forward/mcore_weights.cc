@@ -25,7 +25,7 @@ Result<McoreWeights> McoreWeights::open(const fs::path& dir, const fs::path& con
   G4_ASSIGN_OR_RETURN(convert::ExportConfig selected, convert::select_export_config(*w.ckpt_, config_options));
   w.config_ = std::move(selected.config);
   // The checkpoint's own prefix (Megatron-Bridge's text mode stores a conditional model without one).
-  w.prefix_ = w.ckpt_->language_prefix().value_or(w.config_.form == gemma4::ModelForm::kConditional ? "language_model." : "");
+  w.prefix_ = w.ckpt_->language_prefix_or(w.config_.form == gemma4::ModelForm::kConditional);
   // Each parameter's own shape as the config implies it (the plan's shapes; where it is stored is resolved
   // below, independently of the plan's storage slots).
   G4_ASSIGN_OR_RETURN(convert::ConversionPlan plan, convert::build_plan(w.config_, {}, w.prefix_));

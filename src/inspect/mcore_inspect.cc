@@ -100,7 +100,7 @@ Result<InspectReport> inspect_mcore(const fs::path& dir, const InspectOptions& o
   if (r.config.form == gemma4::ModelForm::kConditional) towers = ckpt->tower_tensors();
   r.tower_tensors = towers.size();
   const bool conditional = r.config.form == gemma4::ModelForm::kConditional;
-  const std::string prefix = ckpt->language_prefix().value_or(conditional ? "language_model." : "");
+  const std::string prefix = ckpt->language_prefix_or(conditional);
   G4_ASSIGN_OR_RETURN(ConversionPlan plan, convert::build_plan(r.config, towers, prefix));
   r.layer_keys = plan.layer_keys == convert::LayerKeys::kPerLayer ? "per-layer" : "stacked";
 
