@@ -231,12 +231,8 @@ Result<ConvertSummary> hf2mcore(const Hf2McoreOptions& options) {
 
     gemma4::ModelConfig written = config;
     if (options.dtype) written.dtype = options.dtype == DType::kF32 ? "float32" : options.dtype == DType::kF16 ? "float16" : "bfloat16";
-    G4_RETURN_IF_ERROR(write_megatron_side_files(out.temp_path(), iter, written, options.layout, model_dtype, options.common, pad_vocab));
-    if (text_mode) {
-      // hf_config.json keeps the conditional config (mcore2hf writes that form back); run_config.yaml targets the
-      // text provider, which MB's text mode builds from text_config alone: the causal config's provider.
-      G4_RETURN_IF_ERROR(write_file_synced(iter / "run_config.yaml", run_config_yaml(text_model_config(written), model_dtype, pad_vocab)));
-    }
+    G4_RETURN_IF_ERROR(write_megatron_side_files(out.temp_path(), iter, written, options.layout, model_dtype, options.common, pad_vocab,
+                                                 text_mode));
     G4_RETURN_IF_ERROR(copy_hf_assets(options.hf, iter / kTokenizerDir));
     return out.commit();
   };

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "convert/text_mode.h"
 #include "runtime/output_dir.h"
 #include "runtime/torch/torch_save.h"
 
@@ -77,7 +78,8 @@ Status copy_hf_assets(const fs::path& from, const fs::path& to) {
 }
 
 Status write_megatron_side_files(const fs::path& root, const fs::path& iter, const gemma4::ModelConfig& config,
-                                 IterationLayout layout, DType params_dtype, CommonStateLayout common, int64_t pad_vocab) {
+                                 IterationLayout layout, DType params_dtype, CommonStateLayout common, int64_t pad_vocab,
+                                 bool text_mode) {
   // json.dump(asdict(CheckpointingConfig)) with Python's separators. megatron-core 0.19 has the 2 fields (and
   // drops unknown keys when reading); <= 0.18 has 4, the common_backend pair defaulted, so both parse either.
   const bool pt = common == CommonStateLayout::kCommonPt;
@@ -89,7 +91,7 @@ Status write_megatron_side_files(const fs::path& root, const fs::path& iter, con
     torch::TorchSaveWriter w;
     G4_RETURN_IF_ERROR(w.write(iter / "common.pt", *common_state(), "common"));
   }
-  G4_RETURN_IF_ERROR(write_file_synced(iter / "run_config.yaml", run_config_yaml(config, params_dtype, pad_vocab)));
+  G4_RETURN_IF_ERROR(write_file_synced(iter / "run_config.yaml", run_config_yaml(text_mode ? text_model_config(config) : config, params_dtype, pad_vocab)));
   G4_RETURN_IF_ERROR(write_file_synced(iter / kHfConfigFile, gemma4::to_hf_json(config).dump(2) + "\n"));
   G4_RETURN_IF_ERROR(write_train_state(iter / "train_state.pt"));
   if (layout == IterationLayout::kBridge) G4_RETURN_IF_ERROR(write_train_state(root / "latest_train_state.pt"));

@@ -36,10 +36,12 @@ inline constexpr const char* kTokenizerDir = "tokenizer";
 
 // Writes everything except the DCP files (with kDcpObject, common_state_item() must be among the DCP byte
 // items). `root` is the checkpoint root (temp dir of the output), `iter` its iteration directory, which must exist.
+// `text_mode`: run_config.yaml targets the text provider (Megatron-Bridge's text mode builds it from text_config
+// alone) while hf_config.json keeps `config`, the conditional form mcore2hf writes back.
 Status write_megatron_side_files(const std::filesystem::path& root, const std::filesystem::path& iter,
                                  const gemma4::ModelConfig& config, IterationLayout layout,
                                  DType params_dtype, CommonStateLayout common = CommonStateLayout::kDcpObject,
-                                 int64_t pad_vocab = 128);
+                                 int64_t pad_vocab = 128, bool text_mode = false);
 
 // run_config.yaml text: a ConfigContainer whose model section targets the provider Megatron-Bridge would
 // build for this config, with the fields its Gemma 4 providers read (§3). `pad_vocab`: hf2mcore's --pad-vocab;
