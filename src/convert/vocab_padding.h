@@ -1,5 +1,6 @@
 // Megatron-Bridge's vocabulary padding (megatron-bridge-observed.md): the word embedding and an untied output
-// layer may be stored with more rows than the vocabulary (zeros up to a multiple of 128 x TP). Readers take the
+// layer may be stored with more rows than the vocabulary (zeros up to a multiple of 128 for MB's dense providers,
+// 128 x TP where the vocabulary comes from the tokenizer). Readers take the
 // first vocab_size rows (McoreCheckpoint::read_slab with vocab_rows); this checks the rows beyond, which a
 // trained checkpoint may have changed, in bounded pieces.
 #pragma once
