@@ -7,7 +7,7 @@
 
 #include <gtest/gtest.h>
 
-#include "convert/mcore_checkpoint.h"
+#include "runtime/dcp/checkpoint.h"
 #include "runtime/dcp/dcp_writer.h"
 #include "runtime/dtype.h"
 #include "runtime/torch/pickle_reader.h"
@@ -26,7 +26,7 @@ void edit_mcore_param(const std::filesystem::path& checkpoint, const std::string
   DType dtype;
   std::vector<float> values;
   {
-    auto ckpt = convert::McoreCheckpoint::open(checkpoint);
+    auto ckpt = dcp::Checkpoint::open(checkpoint);
     ASSERT_TRUE(ckpt.ok()) << ckpt.status().to_string();
     const dcp::TensorEntry* entry = (*ckpt)->find(key);
     ASSERT_TRUE(entry && entry->shape.size() >= index.size()) << key;
@@ -106,7 +106,7 @@ bool is_torch_size(const PyValue& v, const std::vector<int64_t>& dims) {
 
 void move_dcp_chunk(const std::filesystem::path& checkpoint, const std::string& key, const std::vector<int64_t>& from,
                     const std::vector<int64_t>& to) {
-  auto iter = convert::resolve_iteration_dir(checkpoint);
+  auto iter = dcp::resolve_iteration_dir(checkpoint);
   ASSERT_TRUE(iter.ok()) << iter.status().to_string();
   auto move = [&](const PyPtr& v) { return is_torch_size(*v, from) ? torch_size(to) : v; };
   int moved = 0;
@@ -129,7 +129,7 @@ void move_dcp_chunk(const std::filesystem::path& checkpoint, const std::string& 
 
 void replace_mcore_tensor(const std::filesystem::path& checkpoint, const std::string& key, DType dtype, const Shape& shape,
                           const std::vector<float>& values) {
-  auto iter = convert::resolve_iteration_dir(checkpoint);
+  auto iter = dcp::resolve_iteration_dir(checkpoint);
   ASSERT_TRUE(iter.ok()) << iter.status().to_string();
   // The new tensor, written by our DCP writer into a scratch directory, its file moved into the checkpoint.
   const std::filesystem::path scratch = *iter / ".replace";
@@ -187,7 +187,7 @@ void replace_mcore_tensor(const std::filesystem::path& checkpoint, const std::st
 }
 
 void rename_mcore_keys(const std::filesystem::path& checkpoint, const std::function<std::string(const std::string&)>& rename) {
-  auto iter = convert::resolve_iteration_dir(checkpoint);
+  auto iter = dcp::resolve_iteration_dir(checkpoint);
   ASSERT_TRUE(iter.ok()) << iter.status().to_string();
   // state_dict_metadata is keyed by the name; storage_data by MetadataIndex objects holding it as `fqn`.
   auto renamed_dict = [&](const PyPtr& dict) {
@@ -228,7 +228,7 @@ void rename_mcore_keys(const std::filesystem::path& checkpoint, const std::funct
 }
 
 std::vector<float> read_mcore_tensor(const std::filesystem::path& checkpoint, const std::string& key) {
-  auto ckpt = convert::McoreCheckpoint::open(checkpoint);
+  auto ckpt = dcp::Checkpoint::open(checkpoint);
   EXPECT_TRUE(ckpt.ok()) << ckpt.status().to_string();
   if (!ckpt.ok()) return {};
   const dcp::TensorEntry* entry = (*ckpt)->find(key);

@@ -41,6 +41,7 @@ class PlanBuilder {
     const std::string param_name = module_name(rule.megatron, l, plan_.prefix);
     MegatronParam p;
     p.name = param_name;
+    p.rule = &rule;
     p.layer = l;
     p.experts = rule.experts;
     p.vocab_rows = rule.vocab_rows;
@@ -66,8 +67,7 @@ class PlanBuilder {
       case Transform::kQkv: {
         if (sources[0] < 0) return missing(rule, 0, l);
         if (sources[1] < 0) return missing(rule, 1, l);
-        // K=V layers have no v_proj: the V slot holds a copy of K (Megatron-Bridge maybe_modify_loaded_hf_weight).
-        const int v = sources[2] >= 0 ? sources[2] : (layer->k_eq_v ? sources[1] : -1);
+        const int v = sources[2] >= 0 ? sources[2] : (rule.v_from_k && layer->k_eq_v ? sources[1] : -1);
         if (v < 0) return missing(rule, 2, l);
         const int64_t nq = text_.num_attention_heads, ng = layer->kv_heads, hd = layer->head_dim;
         const HfSlot &q = plan_.hf[sources[0]], &k = plan_.hf[sources[1]];
@@ -137,12 +137,13 @@ Result<ConversionPlan> build_plan(const gemma4::ModelConfig& config, const std::
 
   // Towers: unmodified HF modules under their HF names minus "model." (megatron-bridge-layout.md §1.3).
   for (const auto& [name, shape] : tower_tensors) {
-    if (!name.starts_with("model.")) return Status::invalid_argument("tower tensor '" + name + "' lacks the model. prefix");
+    if (!name.starts_with(mappings::kTowerHfRoot))
+      return Status::invalid_argument("tower tensor '" + name + "' lacks the " + std::string(mappings::kTowerHfRoot) + " prefix");
     const int s = static_cast<int>(plan.hf.size());
     plan.hf_index[name] = s;
     plan.hf.push_back({name, shape, gemma4::TensorRole::kLinear, -1, false, true});
     MegatronParam p;
-    p.name = name.substr(6);
+    p.name = name.substr(mappings::kTowerHfRoot.size());
     p.shape = shape;
     p.slot.key = p.name;
     p.pieces.push_back({s, Fill::kNone, 0, 0, row_count(shape)});
@@ -182,8 +183,8 @@ Result<std::vector<std::string>> bind_sources(ConversionPlan& plan, const std::s
       const HfSlot& s = plan.hf[piece.source];
       if (present.count(s.name)) continue;
       if (!s.optional) return Status::not_found(where + ": tensor '" + s.name + "' is missing (needed for " + p.name + ")");
-      // KV-shared layers of re-saved checkpoints have no K/V/k_norm: zeros for K/V, ones for k_norm, never read.
-      piece.fill = s.role == gemma4::TensorRole::kNorm ? Fill::kOnes : Fill::kZeros;
+      // KV-shared layers of re-saved checkpoints have no K/V/k_norm: the rule's stand-in, never read.
+      piece.fill = p.rule ? p.rule->absent_fill : Fill::kZeros;
       piece.source = -1;
     }
   }

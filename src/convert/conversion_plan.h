@@ -20,7 +20,7 @@
 
 namespace g4::convert {
 
-enum class Fill : uint8_t { kNone, kZeros, kOnes };
+using mappings::Fill;
 
 struct Piece {
   int source = -1;  // index into ConversionPlan::hf; -1 for a fill
@@ -41,6 +41,7 @@ struct HfSlot {
 
 struct MegatronParam {
   std::string name;  // module state-dict name, with prefix and layer index
+  const mappings::Rule* rule = nullptr;  // the table row it comes from; null for a tower tensor passed through
   Shape shape;
   int layer = -1;
   bool experts = false;  // [E, ...]: one DCP chunk per expert

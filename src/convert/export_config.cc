@@ -1,5 +1,7 @@
 #include "convert/export_config.h"
 
+#include "convert/mcore_keys.h"
+
 #include <set>
 
 #include "convert/mcore_files.h"
@@ -46,7 +48,7 @@ struct OwnConfig {
 };
 
 // The checkpoint's own description, if it has one.
-Result<std::optional<OwnConfig>> own_config(const McoreCheckpoint& ckpt) {
+Result<std::optional<OwnConfig>> own_config(const dcp::Checkpoint& ckpt) {
   const fs::path iter = ckpt.iteration_dir();
   if (fs::exists(iter / kHfConfigFile)) {
     G4_ASSIGN_OR_RETURN(gemma4::ModelConfig c, gemma4::load_config((iter / kHfConfigFile).string()));
@@ -88,7 +90,7 @@ std::string first_architecture_difference(const gemma4::ModelConfig& a, const ge
   return "";
 }
 
-Result<ExportConfig> select_export_config(const McoreCheckpoint& ckpt, const ExportConfigOptions& options) {
+Result<ExportConfig> select_export_config(const dcp::Checkpoint& ckpt, const ExportConfigOptions& options) {
   const std::string where = ckpt.iteration_dir().string();
   G4_ASSIGN_OR_RETURN(std::optional<OwnConfig> own, own_config(ckpt));
   std::optional<fs::path> explicit_path = options.config_file;
@@ -104,7 +106,7 @@ Result<ExportConfig> select_export_config(const McoreCheckpoint& ckpt, const Exp
   // Megatron-Bridge's text mode stores a conditional model as a plain GPTModel whose run config describes the text
   // model alone: there a conditional config is compared on what that run config can state.
   const bool text_mode = own && out.config.form == gemma4::ModelForm::kConditional && own->config.form == gemma4::ModelForm::kCausal &&
-                         ckpt.language_prefix() == std::optional<std::string>("");
+                         language_prefix(ckpt) == std::optional<std::string>("");
   if (own)
     if (std::string d = first_architecture_difference(text_mode ? text_model_config(out.config) : out.config, own->config); !d.empty()) {
       out.disagreement = explicit_path->string() + " and " + own->source + " disagree on " + d;

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "convert/mcore_checkpoint.h"
+#include "runtime/dcp/checkpoint.h"
 #include "gemma4/config.h"
 
 namespace g4::convert {
@@ -32,7 +32,7 @@ struct ExportConfig {
   std::string disagreement;           // with disagreement_is_reported: the error select_export_config would give
 };
 
-Result<ExportConfig> select_export_config(const McoreCheckpoint& ckpt, const ExportConfigOptions& options);
+Result<ExportConfig> select_export_config(const dcp::Checkpoint& ckpt, const ExportConfigOptions& options);
 
 // The first architecture field (text config, form, tower configs; token ids, dtype and initializer_range
 // excluded) on which `a` and `b` differ, as "text_config.hidden_size: 64 vs 128"; empty when they agree.

@@ -8,7 +8,7 @@
 #include "convert/conversion_plan.h"
 #include "convert/element_copy.h"
 #include "convert/export_config.h"
-#include "convert/mcore_checkpoint.h"
+#include "convert/mcore_keys.h"
 #include "convert/text_mode.h"
 #include "convert/v_slot_drift.h"
 #include "convert/vocab_padding.h"
@@ -27,16 +27,16 @@ namespace {
 // one linear_qkv) and dropped when the last of them is done.
 class SlabCache {
  public:
-  SlabCache(const McoreCheckpoint& ckpt, const ConversionPlan& plan, std::vector<int> consumers)
+  SlabCache(const dcp::Checkpoint& ckpt, const ConversionPlan& plan, std::vector<int> consumers)
       : ckpt_(ckpt), plan_(plan), consumers_(std::move(consumers)) {}
 
-  Result<std::shared_ptr<const Slab>> get(int param) {
+  Result<std::shared_ptr<const dcp::Slab>> get(int param) {
     {
       std::lock_guard lock(mutex_);
       if (auto it = slabs_.find(param); it != slabs_.end()) return it->second;
     }
     const MegatronParam& p = plan_.params[param];
-    G4_ASSIGN_OR_RETURN(std::shared_ptr<const Slab> slab, ckpt_.read_slab(p.slot.key, p.slot.index, p.slot.axes, p.shape, p.vocab_rows));
+    G4_ASSIGN_OR_RETURN(std::shared_ptr<const dcp::Slab> slab, ckpt_.read_slab(p.slot.key, p.slot.index, p.slot.axes, p.shape, p.vocab_rows));
     std::lock_guard lock(mutex_);
     return slabs_.try_emplace(param, slab).first->second;
   }
@@ -46,17 +46,17 @@ class SlabCache {
   }
 
  private:
-  const McoreCheckpoint& ckpt_;
+  const dcp::Checkpoint& ckpt_;
   const ConversionPlan& plan_;
   std::mutex mutex_;
   std::vector<int> consumers_;
-  std::map<int, std::shared_ptr<const Slab>> slabs_;
+  std::map<int, std::shared_ptr<const dcp::Slab>> slabs_;
 };
 
 }  // namespace
 
 Result<ConvertSummary> mcore2hf(const Mcore2HfOptions& options) {
-  G4_ASSIGN_OR_RETURN(std::unique_ptr<McoreCheckpoint> ckpt, McoreCheckpoint::open(options.mcore));
+  G4_ASSIGN_OR_RETURN(std::unique_ptr<dcp::Checkpoint> ckpt, dcp::Checkpoint::open(options.mcore));
   const std::string where = ckpt->iteration_dir().string();
 
   // Config: --config or the reference's, else the checkpoint's own (hf_config.json, else run_config.yaml);
@@ -69,7 +69,7 @@ Result<ConvertSummary> mcore2hf(const Mcore2HfOptions& options) {
   G4_ASSIGN_OR_RETURN(ExportConfig selected, select_export_config(*ckpt, {options.config_file, options.reference_hf}));
   gemma4::ModelConfig config = std::move(selected.config);
 
-  if (const std::string fused = ckpt->fused_weights_marker(); !fused.empty())
+  if (const std::string fused = fused_weights_marker(*ckpt); !fused.empty())
     return Status::not_supported(where + ": '" + fused + "' marks a Megatron-Bridge checkpoint from before 2026-07-09 with fused router and "
                                  "shared-expert weights (megatron-bridge-layout.md §2); it cannot be exported losslessly");
 
@@ -77,9 +77,9 @@ Result<ConvertSummary> mcore2hf(const Mcore2HfOptions& options) {
   // over a GPTModel is Megatron-Bridge's text mode, whose towers come from the reference; a causal config over a
   // VL checkpoint exports its language model as the causal form, without the towers.
   const bool conditional = config.form == gemma4::ModelForm::kConditional;
-  const std::string prefix = ckpt->language_prefix_or(conditional);
+  const std::string prefix = language_prefix_or(*ckpt, conditional);
   std::vector<std::pair<std::string, Shape>> towers;
-  if (conditional) towers = ckpt->tower_tensors();
+  if (conditional) towers = tower_tensors(*ckpt);
   G4_ASSIGN_OR_RETURN(const std::vector<std::string> reference_towers,
                       towers_from_reference(config, towers, reference ? &*reference : nullptr, where));
   G4_ASSIGN_OR_RETURN(ConversionPlan plan, build_plan(config, towers, prefix));
@@ -88,7 +88,7 @@ Result<ConvertSummary> mcore2hf(const Mcore2HfOptions& options) {
 
   // Every parameter must be stored with the config's shape (read_slab checks stacked layer axes); per-layer keys
   // of layers beyond the config's are a checkpoint the config does not describe, not a smaller model.
-  if (const std::string extra = ckpt->key_beyond_layers(plan.prefix, config.text.num_hidden_layers); !extra.empty())
+  if (const std::string extra = key_beyond_layers(*ckpt, plan.prefix, config.text.num_hidden_layers); !extra.empty())
     return Status::mismatch(where + ": '" + extra + "' is a layer the config does not have (it has " +
                             std::to_string(config.text.num_hidden_layers) + " layers)");
   // Anything else of the model in the checkpoint is reported.
@@ -110,7 +110,7 @@ Result<ConvertSummary> mcore2hf(const Mcore2HfOptions& options) {
   }
   size_t dropped_towers = 0;
   for (const auto& [key, entry] : ckpt->metadata().tensors) {
-    if (mapped_keys.count(key) || is_training_state_key(key) || key.find("_extra_state") != std::string::npos) continue;
+    if (mapped_keys.count(key) || dcp::is_training_state_key(key) || key.find("_extra_state") != std::string::npos) continue;
     if (!conditional && is_tower_tensor("model." + key)) ++dropped_towers;
     else summary.warnings.push_back("'" + key + "' is not part of the Gemma 4 mapping and was not exported");
   }
@@ -172,7 +172,7 @@ Result<ConvertSummary> mcore2hf(const Mcore2HfOptions& options) {
     for (const HfGather::Ref& r : g.canonical) {
       const uint64_t r0 = static_cast<uint64_t>(r.src_row) * row_bytes, r1 = r0 + static_cast<uint64_t>(r.rows) * row_bytes;
       if (r1 <= offset || r0 >= end) continue;
-      G4_ASSIGN_OR_RETURN(std::shared_ptr<const Slab> slab, cache.get(r.param));
+      G4_ASSIGN_OR_RETURN(std::shared_ptr<const dcp::Slab> slab, cache.get(r.param));
       const uint64_t b0 = std::max(offset, r0), b1 = std::min(end, r1);
       const uint64_t from_es = dtype_size(slab->dtype);
       const uint64_t first = static_cast<uint64_t>(r.dst_row) * row_elems(slot.shape) + (b0 - r0) / to_es;
@@ -188,7 +188,7 @@ Result<ConvertSummary> mcore2hf(const Mcore2HfOptions& options) {
     }
     if (written[i]->fetch_add(out.size()) + out.size() == specs[i].nbytes()) {
       if (!g.duplicates.empty()) {
-        G4_ASSIGN_OR_RETURN(std::shared_ptr<const Slab> slab, cache.get(g.canonical[0].param));
+        G4_ASSIGN_OR_RETURN(std::shared_ptr<const dcp::Slab> slab, cache.get(g.canonical[0].param));
         if (auto warning = v_slot_drift(plan, slot, g, *slab)) {
           std::lock_guard lock(warn_mutex);
           summary.warnings.push_back(*warning);

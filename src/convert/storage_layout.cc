@@ -1,10 +1,11 @@
 #include "convert/storage_layout.h"
 
+#include "mappings/mapping_table.h"
+
 namespace g4::convert {
 namespace {
 
 constexpr std::string_view kLayerTemplate = "decoder.layers.{l}.";
-constexpr std::string_view kAttention = "self_attention.";
 
 std::string join(const std::vector<int64_t>& v) {
   std::string s;
@@ -36,11 +37,12 @@ StorageSlot storage_slot(std::string_view rule_name, int layer, const gemma4::Te
   }
   std::string rest(rule_name.substr(kLayerTemplate.size()));
   const gemma4::LayerSpec& spec = text.layers.at(static_cast<size_t>(layer));
-  const bool attention = rest.starts_with(kAttention);
+  const bool attention = rest.starts_with(mappings::kPerTypeStackModule);
   int64_t type_rank = 0, type_count = 0;
   if (attention) {
     const bool full = spec.type == gemma4::LayerType::kFull;
-    rest = std::string(full ? "self_attention_global." : "self_attention_sliding.") + rest.substr(kAttention.size());
+    rest = std::string(full ? mappings::kGlobalStackModule : mappings::kSlidingStackModule) +
+           rest.substr(mappings::kPerTypeStackModule.size());
     for (const gemma4::LayerSpec& s : text.layers) {
       if (s.type != spec.type) continue;
       if (s.index < layer) ++type_rank;

@@ -1,6 +1,6 @@
 // Megatron-Bridge's text mode (GEMMA4_CONVERSION_MODE=text, megatron-bridge-observed.md): a
 // Gemma4ForConditionalGeneration imported as a plain GPTModel, its language model under no prefix and no tower
-// tensors. The prefix is detected from the checkpoint (McoreCheckpoint::language_prefix); this supplies what
+// tensors. The prefix is detected from the checkpoint (language_prefix in mcore_keys.h); this supplies what
 // such a checkpoint lacks on export: the towers, from the reference HF checkpoint, byte for byte.
 #pragma once
 

@@ -9,7 +9,7 @@ namespace g4::convert {
 
 // Compares the V slot rows of a K=V layer with its K rows (pitfalls.md P9): equal after import, they drift
 // only if training updated the slot that Megatron-Bridge's forward ignores.
-std::optional<std::string> v_slot_drift(const ConversionPlan& plan, const HfSlot& slot, const HfGather& g, const Slab& slab) {
+std::optional<std::string> v_slot_drift(const ConversionPlan& plan, const HfSlot& slot, const HfGather& g, const dcp::Slab& slab) {
   const MegatronParam& p = plan.params[g.canonical[0].param];
   const size_t es = dtype_size(slab.dtype), row = static_cast<size_t>(row_elems(p.shape)) * es;
   uint64_t differing = 0, total = 0;

@@ -6,12 +6,12 @@
 #include <string>
 
 #include "convert/conversion_plan.h"
-#include "convert/mcore_checkpoint.h"
+#include "runtime/dcp/checkpoint.h"
 
 namespace g4::convert {
 
 // A one-line warning when the V-slot rows of `gather` (the K tensor of a K=V layer, whose duplicates are the
 // V slot) differ from its K rows in `slab` (the layer's linear_qkv); nullopt when they are equal.
-std::optional<std::string> v_slot_drift(const ConversionPlan& plan, const HfSlot& slot, const HfGather& gather, const Slab& slab);
+std::optional<std::string> v_slot_drift(const ConversionPlan& plan, const HfSlot& slot, const HfGather& gather, const dcp::Slab& slab);
 
 }  // namespace g4::convert

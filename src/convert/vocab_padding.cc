@@ -26,7 +26,7 @@ bool any_nonzero(std::span<const std::byte> bytes, DType dtype) {
 
 }  // namespace
 
-Result<VocabPadding> scan_vocab_padding(const McoreCheckpoint& ckpt, const std::string& key, const Shape& shape) {
+Result<VocabPadding> scan_vocab_padding(const dcp::Checkpoint& ckpt, const std::string& key, const Shape& shape) {
   // The checks read_slab makes: same row dims, at least the vocabulary's rows.
   G4_ASSIGN_OR_RETURN(const Shape stored, ckpt.stored_shape(key, {}, shape, true));
   const DType dtype = ckpt.find(key)->dtype;
@@ -39,7 +39,7 @@ Result<VocabPadding> scan_vocab_padding(const McoreCheckpoint& ckpt, const std::
   for (int64_t first = out.vocab; first < out.stored; first += block) {
     Shape rows = shape;
     rows[0] = std::min(block, out.stored - first);
-    G4_ASSIGN_OR_RETURN(std::shared_ptr<const Slab> slab, ckpt.read_rows(key, first, rows));
+    G4_ASSIGN_OR_RETURN(std::shared_ptr<const dcp::Slab> slab, ckpt.read_rows(key, first, rows));
     for (int64_t r = 0; r < rows[0]; ++r) {
       bool nonzero = false;
       G4_RETURN_IF_ERROR(slab->visit(static_cast<uint64_t>(r) * row_bytes, static_cast<uint64_t>(r + 1) * row_bytes,
@@ -50,12 +50,12 @@ Result<VocabPadding> scan_vocab_padding(const McoreCheckpoint& ckpt, const std::
       if (!nonzero) continue;
       if (out.nonzero_rows++ == 0) out.first_nonzero = first + r;
     }
-    for (const Slab::Part& p : slab->parts) ckpt.release(p.bytes);  // streamed once: keep RSS bounded
+    for (const dcp::Slab::Part& p : slab->parts) ckpt.release(p.bytes);  // streamed once: keep RSS bounded
   }
   return out;
 }
 
-std::string describe_nonzero_padding(const McoreCheckpoint& ckpt, const std::string& key, const VocabPadding& p) {
+std::string describe_nonzero_padding(const dcp::Checkpoint& ckpt, const std::string& key, const VocabPadding& p) {
   return ckpt.iteration_dir().string() + ": '" + key + "' is stored with " + std::to_string(p.stored) + " rows for a vocabulary of " +
          std::to_string(p.vocab) + ": " + std::to_string(p.nonzero_rows) + " padding row" + (p.nonzero_rows == 1 ? " is" : "s are") +
          " not zero (the first: row " + std::to_string(p.first_nonzero) + ")";

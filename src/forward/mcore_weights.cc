@@ -1,5 +1,7 @@
 #include "forward/mcore_weights.h"
 
+#include "convert/mcore_keys.h"
+
 #include <algorithm>
 
 #include "convert/conversion_plan.h"
@@ -18,14 +20,14 @@ constexpr std::string_view kLayers = "decoder.layers.", kAttention = "self_atten
 
 Result<McoreWeights> McoreWeights::open(const fs::path& dir, const fs::path& config_path) {
   McoreWeights w;
-  G4_ASSIGN_OR_RETURN(std::unique_ptr<convert::McoreCheckpoint> ckpt, convert::McoreCheckpoint::open(dir));
+  G4_ASSIGN_OR_RETURN(std::unique_ptr<dcp::Checkpoint> ckpt, dcp::Checkpoint::open(dir));
   w.ckpt_ = std::move(ckpt);
   convert::ExportConfigOptions config_options;  // the same choice as mcore2hf's (export_config.h)
   if (!config_path.empty()) config_options.config_file = config_path;
   G4_ASSIGN_OR_RETURN(convert::ExportConfig selected, convert::select_export_config(*w.ckpt_, config_options));
   w.config_ = std::move(selected.config);
   // The checkpoint's own prefix (Megatron-Bridge's text mode stores a conditional model without one).
-  w.prefix_ = w.ckpt_->language_prefix_or(w.config_.form == gemma4::ModelForm::kConditional);
+  w.prefix_ = convert::language_prefix_or(*w.ckpt_, w.config_.form == gemma4::ModelForm::kConditional);
   // Each parameter's own shape as the config implies it (the plan's shapes; where it is stored is resolved
   // below, independently of the plan's storage slots).
   G4_ASSIGN_OR_RETURN(convert::ConversionPlan plan, convert::build_plan(w.config_, {}, w.prefix_));
@@ -33,7 +35,7 @@ Result<McoreWeights> McoreWeights::open(const fs::path& dir, const fs::path& con
     w.shapes_[p.name] = p.shape;
     if (p.vocab_rows) w.vocab_rows_.insert(p.name);
   }
-  if (const std::string extra = w.ckpt_->key_beyond_layers(w.prefix_, w.config_.text.num_hidden_layers); !extra.empty())
+  if (const std::string extra = convert::key_beyond_layers(*w.ckpt_, w.prefix_, w.config_.text.num_hidden_layers); !extra.empty())
     return Status::mismatch(w.ckpt_->iteration_dir().string() + ": '" + extra + "' is a layer the config does not have (it has " +
                             std::to_string(w.config_.text.num_hidden_layers) + " layers)");
   return w;

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "convert/mcore_checkpoint.h"
+#include "runtime/dcp/checkpoint.h"
 #include "forward/mat.h"
 #include "forward/precision.h"
 #include "gemma4/config.h"
@@ -39,7 +39,7 @@ class McoreWeights {
 
  private:
   struct Param {
-    std::shared_ptr<const convert::Slab> slab;
+    std::shared_ptr<const dcp::Slab> slab;
     Shape shape;
     std::string key;
   };
@@ -50,7 +50,7 @@ class McoreWeights {
   void convert(const Param& param, uint64_t first, uint64_t count, float* out, const Precision& p) const;
 
   gemma4::ModelConfig config_;
-  std::shared_ptr<convert::McoreCheckpoint> ckpt_;
+  std::shared_ptr<dcp::Checkpoint> ckpt_;
   std::string prefix_;  // "" or "language_model."
   std::map<std::string, Shape> shapes_;  // module name (with prefix) -> the parameter's shape per the config
   std::set<std::string> vocab_rows_;     // module names (with prefix) of vocabulary parameters (may be padded)

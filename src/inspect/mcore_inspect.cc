@@ -5,7 +5,7 @@
 #include <set>
 
 #include "convert/conversion_plan.h"
-#include "convert/mcore_checkpoint.h"
+#include "convert/mcore_keys.h"
 #include "convert/export_config.h"
 #include "convert/mcore_files.h"
 #include "convert/v_slot_drift.h"
@@ -17,14 +17,16 @@
 namespace g4 {
 namespace fs = std::filesystem;
 using convert::ConversionPlan;
-using convert::is_training_state_key;
-using convert::McoreCheckpoint;
+using dcp::is_training_state_key;
+using convert::fused_weights_marker;
+using convert::language_prefix_or;
+using convert::tower_tensors;
 
 namespace {
 
 // Storage records that point past the end of their .distcp file (a truncated or edited checkpoint), found
 // without reading any data: one stat per file. One problem per tensor or byte item, naming its first bad record.
-void check_storage_bounds(const McoreCheckpoint& ckpt, InspectReport& r) {
+void check_storage_bounds(const dcp::Checkpoint& ckpt, InspectReport& r) {
   std::map<std::string, uint64_t> sizes;
   auto outside = [&](const dcp::StorageLocation& at) -> std::optional<std::string> {
     auto [it, fresh] = sizes.try_emplace(at.relative_path, 0);
@@ -55,7 +57,7 @@ void check_storage_bounds(const McoreCheckpoint& ckpt, InspectReport& r) {
 bool is_hf_checkpoint(const fs::path& dir) { return fs::exists(dir / "config.json"); }
 
 Result<InspectReport> inspect_mcore(const fs::path& dir, const InspectOptions& options, const fs::path& config_path) {
-  G4_ASSIGN_OR_RETURN(std::unique_ptr<McoreCheckpoint> ckpt, McoreCheckpoint::open(dir));
+  G4_ASSIGN_OR_RETURN(std::unique_ptr<dcp::Checkpoint> ckpt, dcp::Checkpoint::open(dir));
   InspectReport r;
   r.format = "megatron";
   r.dir = dir;
@@ -94,13 +96,13 @@ Result<InspectReport> inspect_mcore(const fs::path& dir, const InspectOptions& o
   r.structure = gemma4::structure_of(r.config.text);
   r.variant = gemma4::identify_variant(r.config.text);
 
-  if (const std::string fused = ckpt->fused_weights_marker(); !fused.empty())
+  if (const std::string fused = fused_weights_marker(*ckpt); !fused.empty())
     r.problems.push_back({"fused", "'" + fused + "': written by Megatron-Bridge before 2026-07-09 with the router and shared-expert pre-norm folded into the weights"});
   std::vector<std::pair<std::string, Shape>> towers;
-  if (r.config.form == gemma4::ModelForm::kConditional) towers = ckpt->tower_tensors();
+  if (r.config.form == gemma4::ModelForm::kConditional) towers = tower_tensors(*ckpt);
   r.tower_tensors = towers.size();
   const bool conditional = r.config.form == gemma4::ModelForm::kConditional;
-  const std::string prefix = ckpt->language_prefix_or(conditional);
+  const std::string prefix = language_prefix_or(*ckpt, conditional);
   G4_ASSIGN_OR_RETURN(ConversionPlan plan, convert::build_plan(r.config, towers, prefix));
   r.layer_keys = plan.layer_keys == convert::LayerKeys::kPerLayer ? "per-layer" : "stacked";
 

@@ -21,12 +21,27 @@ enum class Transform : uint8_t {
   kGateUp,    // [gate; up] along dim 0; hf = {gate, up}
 };
 
+// What stands in for a source the checkpoint may lack (gemma4::HfTensor::optional: the K/V/k_norm of KV-shared
+// layers): Megatron-Bridge synthesises zeros for projections and ones for norms; never read back.
+enum class Fill : uint8_t { kNone, kZeros, kOnes };
+
 // Which layers or models a rule applies to.
 enum class When : uint8_t {
   kAlways,
   kPle,     // model and layers with per-layer embeddings (hidden_size_per_layer_input > 0)
   kUntied,  // tie_word_embeddings = false (the rule's HF name is absolute: "lm_head.weight")
 };
+
+// How Megatron splits the parameter over tensor-parallel ranks (expert rules: over expert-parallel ranks too), which
+// also says whether it is a linear layer's weight, the kind of parameter a LoRA adapter wraps (src/lora).
+enum class Parallel : uint8_t {
+  kReplicated,        // norms, scalars, the per-layer embedding: every rank holds it whole
+  kVocab,             // the vocabulary-parallel word embedding and output layer: dim 0 split
+  kColumn,            // column-parallel linear: output rows split (fused QKV, fc1, the PLE model projection)
+  kRow,               // row-parallel linear: input columns split (linear_proj, fc2)
+  kReplicatedLinear,  // a linear every rank holds whole (the router, the per-layer PLE gate and projection)
+};
+inline bool is_linear(Parallel p) { return p == Parallel::kColumn || p == Parallel::kRow || p == Parallel::kReplicatedLinear; }
 
 struct Rule {
   std::string_view megatron;
@@ -38,6 +53,11 @@ struct Rule {
   // provider pads the vocabulary to a multiple of make_vocab_size_divisible_by); readers take the first
   // vocab_size rows and report padding rows that are not zero. The per-layer embedding is not padded.
   bool vocab_rows = false;
+  Parallel parallel = Parallel::kReplicated;
+  Fill absent_fill = Fill::kZeros;  // for an optional source the checkpoint lacks
+  // attention_k_eq_v layers have no v_proj: the V slot (hf[2]) is built from K's rows (hf[1]), as
+  // Megatron-Bridge's maybe_modify_loaded_hf_weight does, and mcore2hf only checks it for drift.
+  bool v_from_k = false;
 };
 
 // A module whose `_extra_state` object hf2mcore writes (model level, or per layer with "{l}").
@@ -65,10 +85,18 @@ const FamilyTable& moe_text_table();
 // E2B / E4B / 31B: GPTModel with the local spec get_gemma4_layer_spec (§1.2).
 const FamilyTable& dense_text_table();
 
-// The VL wrapper (§1.3): the language model under "language_model.", the towers passed through under
-// their HF names minus "model.".
+// The VL wrapper (§1.3): the language model under "language_model.", the towers passed through unchanged under
+// their HF names minus kTowerHfRoot.
 inline constexpr std::string_view kVlLanguagePrefix = "language_model.";
+inline constexpr std::string_view kTowerHfRoot = "model.";
 inline constexpr std::array<std::string_view, 4> kTowerPrefixes = {"vision_tower.", "embed_vision.", "audio_tower.",
                                                                    "embed_audio."};
+
+// Gemma 4's two attention types have different shapes, so Megatron-Bridge stores every key under a layer's
+// attention module (its adapters included) in a per-type stack instead of the layer stack, indexed by the
+// layer's rank among layers of its type (megatron-bridge-layout.md §4.2; src/convert/storage_layout).
+inline constexpr std::string_view kPerTypeStackModule = "self_attention.";
+inline constexpr std::string_view kSlidingStackModule = "self_attention_sliding.";
+inline constexpr std::string_view kGlobalStackModule = "self_attention_global.";
 
 }  // namespace g4::mappings

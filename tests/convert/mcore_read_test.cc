@@ -11,7 +11,7 @@
 #include "checkpoint_edit.h"
 #include "convert/hf2mcore.h"
 #include "convert/mcore2hf.h"
-#include "convert/mcore_checkpoint.h"
+#include "runtime/dcp/checkpoint.h"
 #include "convert/roundtrip.h"
 #include "forward/forward_input.h"
 #include "inspect/hf_inspect.h"
@@ -82,7 +82,7 @@ std::vector<int32_t> expected_values(uint64_t first, uint64_t count) {
   return v;
 }
 
-std::vector<int32_t> slab_values(const Slab& slab) {
+std::vector<int32_t> slab_values(const dcp::Slab& slab) {
   std::vector<int32_t> v(slab.size / 4);
   slab.copy(0, std::as_writable_bytes(std::span(v)));
   return v;
@@ -111,7 +111,7 @@ TEST(McoreRead, EveryRankAndChunkingReadsBackExactlyWholeAndPerStackedPosition) 
   std::vector<dcp::TensorToWrite> tensors;
   for (size_t k = 0; k < cases.size(); ++k) tensors.push_back(tensor_with_chunks("t" + std::to_string(k), cases[k].shape, grid(cases[k].shape, cases[k].parts)));
   ASSERT_OK(dcp::write_dcp(dir.path(), tensors, {}, {2, nullptr, nullptr}));
-  auto ckpt = McoreCheckpoint::open(dir.path());
+  auto ckpt = dcp::Checkpoint::open(dir.path());
   ASSERT_OK(ckpt);
   for (size_t k = 0; k < cases.size(); ++k) {
     const Shape& shape = cases[k].shape;
@@ -149,7 +149,7 @@ TEST(McoreRead, AStoredShapeOtherThanTheConfigsIsRefusedNamingKeyAndBothShapesSt
   ScratchDir dir;
   const Shape shape = {6, 4, 3};
   ASSERT_OK(dcp::write_dcp(dir.path(), {tensor_with_chunks("decoder.layers.x", shape, grid(shape, {6, 1, 1}))}, {}, {}));
-  auto ckpt = McoreCheckpoint::open(dir.path());
+  auto ckpt = dcp::Checkpoint::open(dir.path());
   ASSERT_OK(ckpt);
   auto fewer = (*ckpt)->read_slab("decoder.layers.x", {0}, {3}, {4, 3});  // a config with 3 layers
   ASSERT_FALSE(fewer.ok());
@@ -166,7 +166,7 @@ Status read_planted(const std::function<void(const fs::path&)>& plant, std::stri
   const Shape shape = {4, 3};
   EXPECT_OK(dcp::write_dcp(dir.path(), {tensor_with_chunks("decoder.layers.w", shape, grid(shape, {4, 1}))}, {}, {}));
   plant(dir.path());
-  auto ckpt = McoreCheckpoint::open(dir.path());
+  auto ckpt = dcp::Checkpoint::open(dir.path());
   if (!ckpt.ok()) return ckpt.status();  // a chunk outside the tensor: the .metadata does not parse
   if (inspect_problem) *inspect_problem = (*ckpt)->find("decoder.layers.w")->chunk_problem;
   Status whole = (*ckpt)->read_slab("decoder.layers.w", {}, {}, shape).status();

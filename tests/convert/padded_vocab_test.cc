@@ -40,7 +40,7 @@ fs::path convert_to_mcore(const fs::path& hf, const fs::path& out) {
 // (counted from the first padding row) given a nonzero element.
 void pad_rows(const fs::path& iter, const std::string& key, int64_t rows, const std::vector<int64_t>& poison = {}, int64_t columns = -1) {
   std::vector<float> values = testing::read_mcore_tensor(iter, key);
-  auto ckpt = McoreCheckpoint::open(iter);
+  auto ckpt = dcp::Checkpoint::open(iter);
   ASSERT_OK(ckpt);
   const Shape shape = (*ckpt)->find(key)->shape;
   const DType dtype = (*ckpt)->find(key)->dtype;

@@ -11,7 +11,7 @@
 
 #include "convert/hf2mcore.h"
 #include "convert/mcore2hf.h"
-#include "convert/mcore_checkpoint.h"
+#include "convert/mcore_keys.h"
 #include "convert/roundtrip.h"
 #include "inspect/hf_inspect.h"
 #include "mcore_edit.h"
@@ -128,16 +128,16 @@ TEST(TextMode, Hf2mcoreTextModeWritesTheVlKeysWithoutPrefixNoTowersAndTheTextPro
     ASSERT_EQ(summary->warnings.size(), 1u);
     EXPECT_NE(summary->warnings[0].find("--text-mode: the "), std::string::npos) << summary->warnings[0];
     EXPECT_NE(summary->warnings[0].find("vision/audio tower tensors were not written"), std::string::npos) << summary->warnings[0];
-    auto vl = McoreCheckpoint::open(dir / "vl");
-    auto text = McoreCheckpoint::open(dir / "text");
+    auto vl = dcp::Checkpoint::open(dir / "vl");
+    auto text = dcp::Checkpoint::open(dir / "text");
     ASSERT_OK(vl);
     ASSERT_OK(text);
     // Exactly the VL checkpoint's language-model tensors and objects, the prefix removed, bytes identical.
     std::set<std::string> expected, got;
     for (const auto& [key, e] : (*vl)->metadata().tensors)
-      if (!is_tower_key(key) && !is_training_state_key(key)) expected.insert(key.substr(15));
+      if (!is_tower_key(key) && !dcp::is_training_state_key(key)) expected.insert(key.substr(15));
     for (const auto& [key, e] : (*text)->metadata().tensors)
-      if (!is_training_state_key(key)) got.insert(key);
+      if (!dcp::is_training_state_key(key)) got.insert(key);
     EXPECT_EQ(got, expected);
     for (const std::string& key : got)
       EXPECT_EQ(testing::read_mcore_tensor(dir / "text", key), testing::read_mcore_tensor(dir / "vl", "language_model." + key)) << key;
@@ -147,7 +147,7 @@ TEST(TextMode, Hf2mcoreTextModeWritesTheVlKeysWithoutPrefixNoTowersAndTheTextPro
     for (const auto& [key, w] : (*text)->metadata().byte_items)
       if (key.find("_extra_state") != std::string::npos) text_objects.insert(key);
     EXPECT_EQ(text_objects, vl_objects);
-    EXPECT_EQ((*text)->language_prefix(), std::optional<std::string>(""));
+    EXPECT_EQ(convert::language_prefix(**text), std::optional<std::string>(""));
     const std::string yaml = testing::read_bytes(dir / "text" / "iter_0000000" / "run_config.yaml");
     const bool moe = std::string(name) == "tiny-26b-a4b-vl";
     EXPECT_NE(yaml.find(moe ? "gemma4_provider.Gemma4ModelProvider" : "gemma4_provider.Gemma4DenseProvider"), std::string::npos);

@@ -6,7 +6,7 @@
 #include <set>
 
 #include "convert/hf2mcore.h"
-#include "convert/mcore_checkpoint.h"
+#include "runtime/dcp/checkpoint.h"
 #include "gemma4/synth.h"
 #include "runtime/safetensors_set.h"
 #include "runtime/safetensors_writer.h"
@@ -341,7 +341,7 @@ TEST(InspectMcore, TowerCheckpointsWithClippedLinearsAreCleanOnBothSidesAndKeepT
     EXPECT_TRUE(r->problems.empty()) << name << ": " << r->problems[0].message;
     EXPECT_TRUE(r->scanned);
     EXPECT_EQ(r->tower_tensors, hf->tower_tensors) << name;
-    auto ckpt = convert::McoreCheckpoint::open(dir / name);
+    auto ckpt = dcp::Checkpoint::open(dir / name);
     ASSERT_OK(ckpt);
     const auto* bound = (*ckpt)->find("vision_tower.encoder.layers.0.self_attn.q_proj.input_max");
     ASSERT_NE(bound, nullptr) << name;

@@ -1,4 +1,4 @@
-// Test tool for the Python oracle suite: `dcp_slab DIR` prints, as JSON, what McoreCheckpoint::read_slab (the
+// Test tool for the Python oracle suite: `dcp_slab DIR` prints, as JSON, what dcp::Checkpoint::read_slab (the
 // reader every command uses) returns for each tensor of a DCP directory: the whole tensor, every position on
 // its first axis as a stacked axis, and every position on its first two axes, each as the hex of its bytes.
 // Errors go to stderr with exit 2, one line.
@@ -7,13 +7,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include "convert/mcore_checkpoint.h"
+#include "runtime/dcp/checkpoint.h"
 
 using namespace g4;
 
 namespace {
 
-std::string hex(const convert::Slab& slab) {
+std::string hex(const dcp::Slab& slab) {
   std::vector<std::byte> bytes(slab.size);
   slab.copy(0, bytes);
   static const char* digits = "0123456789abcdef";
@@ -23,7 +23,7 @@ std::string hex(const convert::Slab& slab) {
 }
 
 // Slabs at every position of the first `lead` axes, in row-major order.
-Result<nlohmann::json> positions(const convert::McoreCheckpoint& ckpt, const dcp::TensorEntry& e, size_t lead) {
+Result<nlohmann::json> positions(const dcp::Checkpoint& ckpt, const dcp::TensorEntry& e, size_t lead) {
   nlohmann::json out = nlohmann::json::array();
   const std::vector<int64_t> axes(e.shape.begin(), e.shape.begin() + static_cast<std::ptrdiff_t>(lead));
   const Shape own(e.shape.begin() + static_cast<std::ptrdiff_t>(lead), e.shape.end());
@@ -45,7 +45,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   auto run = [&]() -> Result<nlohmann::json> {
-    G4_ASSIGN_OR_RETURN(auto ckpt, convert::McoreCheckpoint::open(argv[1]));
+    G4_ASSIGN_OR_RETURN(auto ckpt, dcp::Checkpoint::open(argv[1]));
     nlohmann::json out = nlohmann::json::object();
     for (const auto& [key, e] : ckpt->metadata().tensors) {
       G4_ASSIGN_OR_RETURN(auto whole, ckpt->read_slab(key, {}, {}, e.shape));

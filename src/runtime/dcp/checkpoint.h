@@ -1,7 +1,8 @@
 // Reading a Megatron-Core torch_dist checkpoint (ours, Megatron-Bridge's or Megatron-LM's): resolving the
 // iteration directory from a root (tracker, latest_train_state.pt, iter_* or release), the DCP metadata,
 // and any stored parameter "slab" (one layer of a stacked key, or an unstacked tensor) whatever the chunking
-// the writer chose. Optimizer, RNG and rerun state are never read.
+// the writer chose. Optimizer, RNG and rerun state are never read. Knows no model: what the keys mean for
+// Gemma 4 is src/convert/mcore_keys.h.
 #pragma once
 
 #include <filesystem>
@@ -17,7 +18,7 @@
 #include "runtime/dcp/dcp_metadata.h"
 #include "runtime/mapped_file.h"
 
-namespace g4::convert {
+namespace g4::dcp {
 
 // The iteration directory of `path`: `path` itself when it holds .metadata; else by the tracker file
 // ("release" or N), else the highest iter_* directory.
@@ -56,28 +57,13 @@ struct Slab {
 // common-state object): never read by the converters.
 bool is_training_state_key(const std::string& key);
 
-class McoreCheckpoint {
+class Checkpoint {
  public:
-  static Result<std::unique_ptr<McoreCheckpoint>> open(const std::filesystem::path& path);
+  static Result<std::unique_ptr<Checkpoint>> open(const std::filesystem::path& path);
 
   const std::filesystem::path& iteration_dir() const { return iter_; }
-  const dcp::Metadata& metadata() const { return metadata_; }
-  const dcp::TensorEntry* find(const std::string& key) const;
-  // The VL towers' tensors (vision_tower., embed_vision., audio_tower., embed_audio.) under their HF names.
-  std::vector<std::pair<std::string, Shape>> tower_tensors() const;
-  // The language model's key prefix as stored, the one place every reader takes it from: "language_model." for
-  // Megatron-Bridge's VL model, "" for a GPTModel (a causal model, or a conditional one imported in MB's text
-  // mode, GEMMA4_CONVERSION_MODE=text). Decided by the word embedding's key, else by the decoder's keys; unset
-  // when the checkpoint has neither (the caller's default applies, and the missing keys are reported).
-  std::optional<std::string> language_prefix() const;
-  // language_prefix(), else the prefix a model of the config's form has (`conditional`: "language_model.").
-  std::string language_prefix_or(bool conditional) const;
-  // A key that marks a Megatron-Bridge checkpoint from before 2026-07-09, whose router and shared-expert weights
-  // have norm ratios folded in (megatron-bridge-layout.md §2); empty when there is none.
-  std::string fused_weights_marker() const;
-  // The first per-layer key ("<prefix>decoder.layers.<i>.…") of a layer `i` >= `layers`, the config's count: a
-  // checkpoint holding more layers than its config says; empty when there is none.
-  std::string key_beyond_layers(const std::string& prefix, int64_t layers) const;
+  const Metadata& metadata() const { return metadata_; }
+  const TensorEntry* find(const std::string& key) const;
   // The file and offset a view returned by read_slab lies at (for tools that patch a checkpoint in place).
   std::optional<std::pair<std::filesystem::path, uint64_t>> locate(std::span<const std::byte> bytes) const;
   // Drops the resident pages under `bytes` (a view into one of the mapped .distcp files) after streaming it.
@@ -87,25 +73,24 @@ class McoreCheckpoint {
   // shape); the stored tensor must have exactly the shape `axes ++ shape` the caller's config implies, and its
   // chunks must tile it exactly. Any rank, 0-d and empty tensors included. Thread-safe. Errors name the
   // checkpoint and key (missing key, shape disagreeing with the config, chunks overlapping or leaving a hole).
-  // `vocab_rows` (an unstacked parameter whose dim 0 indexes the vocabulary, mappings::Rule::vocab_rows): the
-  // stored tensor may have more rows than `shape` (Megatron-Bridge's vocabulary padding) and the slab is its
-  // first shape[0] rows; the padding rows are checked by scan_vocab_padding (vocab_padding.h).
+  // `extra_rows` (an unstacked parameter): the stored tensor may have more dim-0 rows than `shape` (a padded
+  // vocabulary) and the slab is its first shape[0] rows; the caller checks the others.
   Result<std::shared_ptr<const Slab>> read_slab(const std::string& key, const std::vector<int64_t>& index,
-                                                const std::vector<int64_t>& axes, const Shape& shape, bool vocab_rows = false) const;
+                                                const std::vector<int64_t>& axes, const Shape& shape, bool extra_rows = false) const;
   // The stored shape of `key` after the checks read_slab makes (exists, chunks tile it, shape as the config
-  // implies with `axes` prepended, more rows only for `vocab_rows`), without reading data.
-  Result<Shape> stored_shape(const std::string& key, const std::vector<int64_t>& axes, const Shape& shape, bool vocab_rows = false) const;
+  // implies with `axes` prepended, more rows only for `extra_rows`), without reading data.
+  Result<Shape> stored_shape(const std::string& key, const std::vector<int64_t>& axes, const Shape& shape, bool extra_rows = false) const;
   // Rows [first, first + shape[0]) of the unstacked tensor `key`, whose other dims must be shape's.
   Result<std::shared_ptr<const Slab>> read_rows(const std::string& key, int64_t first, const Shape& shape) const;
 
  private:
   // The box at `box_off` of `box_size` (stacked axes first) of the stored tensor `entry`, as a slab.
-  Result<std::shared_ptr<const Slab>> read_box(const std::string& key, const dcp::TensorEntry& entry, std::vector<int64_t> box_off,
+  Result<std::shared_ptr<const Slab>> read_box(const std::string& key, const TensorEntry& entry, std::vector<int64_t> box_off,
                                                std::vector<int64_t> box_size, size_t lead) const;
 
   std::filesystem::path iter_;
-  dcp::Metadata metadata_;
+  Metadata metadata_;
   mutable std::map<std::string, MappedFile> maps_;  // every .distcp file, opened up front
 };
 
-}  // namespace g4::convert
+}  // namespace g4::dcp

@@ -1,12 +1,11 @@
-#include "convert/mcore_checkpoint.h"
+#include "runtime/dcp/checkpoint.h"
 
 #include <algorithm>
 #include <cstring>
 
-#include "mappings/mapping_table.h"
 #include "runtime/text_file.h"
 
-namespace g4::convert {
+namespace g4::dcp {
 namespace fs = std::filesystem;
 
 Result<fs::path> resolve_iteration_dir(const fs::path& path) {
@@ -36,15 +35,15 @@ Result<fs::path> resolve_iteration_dir(const fs::path& path) {
   return path / best;
 }
 
-Result<std::unique_ptr<McoreCheckpoint>> McoreCheckpoint::open(const fs::path& path) {
+Result<std::unique_ptr<Checkpoint>> Checkpoint::open(const fs::path& path) {
   G4_ASSIGN_OR_RETURN(fs::path iter, resolve_iteration_dir(path));
   std::error_code ec;
   if (!fs::exists(iter / ".metadata", ec)) return Status::not_found(iter.string() + ": no .metadata (not a torch_dist iteration directory)");
-  auto ckpt = std::unique_ptr<McoreCheckpoint>(new McoreCheckpoint());
+  auto ckpt = std::unique_ptr<Checkpoint>(new Checkpoint());
   ckpt->iter_ = iter;
-  G4_ASSIGN_OR_RETURN(ckpt->metadata_, dcp::read_metadata(iter));
+  G4_ASSIGN_OR_RETURN(ckpt->metadata_, read_metadata(iter));
   for (const auto& [key, entry] : ckpt->metadata_.tensors)
-    for (const dcp::TensorChunk& c : entry.chunks)
+    for (const TensorChunk& c : entry.chunks)
       if (!ckpt->maps_.count(c.where.relative_path)) {
         G4_ASSIGN_OR_RETURN(MappedFile m, MappedFile::open(iter / c.where.relative_path));
         ckpt->maps_.emplace(c.where.relative_path, std::move(m));
@@ -59,7 +58,7 @@ void Slab::copy(uint64_t begin, std::span<std::byte> out) const {
   });
 }
 
-std::optional<std::pair<fs::path, uint64_t>> McoreCheckpoint::locate(std::span<const std::byte> bytes) const {
+std::optional<std::pair<fs::path, uint64_t>> Checkpoint::locate(std::span<const std::byte> bytes) const {
   for (const auto& [name, map] : maps_) {
     const std::byte* base = map.bytes().data();
     if (bytes.data() >= base && bytes.data() + bytes.size() <= base + map.size())
@@ -68,7 +67,7 @@ std::optional<std::pair<fs::path, uint64_t>> McoreCheckpoint::locate(std::span<c
   return std::nullopt;
 }
 
-void McoreCheckpoint::release(std::span<const std::byte> bytes) const {
+void Checkpoint::release(std::span<const std::byte> bytes) const {
   for (const auto& [name, map] : maps_) {
     const std::byte* base = map.bytes().data();
     if (bytes.data() >= base && bytes.data() + bytes.size() <= base + map.size()) {
@@ -83,49 +82,7 @@ bool is_training_state_key(const std::string& key) {
          key.starts_with("common_state");
 }
 
-std::vector<std::pair<std::string, Shape>> McoreCheckpoint::tower_tensors() const {
-  std::vector<std::pair<std::string, Shape>> out;
-  for (const auto& [key, entry] : metadata_.tensors)
-    for (std::string_view prefix : mappings::kTowerPrefixes)
-      if (key.starts_with(prefix)) out.push_back({"model." + key, entry.shape});
-  return out;
-}
-
-std::optional<std::string> McoreCheckpoint::language_prefix() const {
-  const std::string vl(mappings::kVlLanguagePrefix);
-  if (find(vl + "embedding.word_embeddings.weight")) return vl;
-  if (find("embedding.word_embeddings.weight")) return std::string();
-  for (const auto& [key, entry] : metadata_.tensors) {
-    if (key.starts_with(vl + "decoder.")) return vl;
-    if (key.starts_with("decoder.")) return std::string();
-  }
-  return std::nullopt;
-}
-
-std::string McoreCheckpoint::language_prefix_or(bool conditional) const {
-  return language_prefix().value_or(conditional ? std::string(mappings::kVlLanguagePrefix) : std::string());
-}
-
-std::string McoreCheckpoint::fused_weights_marker() const {
-  for (const auto& [key, entry] : metadata_.tensors)
-    if (key.find("pffl_weight") != std::string::npos) return key;
-  return {};
-}
-
-std::string McoreCheckpoint::key_beyond_layers(const std::string& prefix, int64_t layers) const {
-  const std::string head = prefix + "decoder.layers.";
-  for (const auto& [key, entry] : metadata_.tensors) {
-    if (!key.starts_with(head)) continue;
-    size_t end = head.size();
-    int64_t layer = 0;
-    for (; end < key.size() && std::isdigit(static_cast<unsigned char>(key[end])); ++end)
-      layer = std::min<int64_t>(layer * 10 + (key[end] - '0'), layers + 1);  // capped: no overflow
-    if (end > head.size() && end < key.size() && key[end] == '.' && layer >= layers) return key;
-  }
-  return {};
-}
-
-const dcp::TensorEntry* McoreCheckpoint::find(const std::string& key) const {
+const TensorEntry* Checkpoint::find(const std::string& key) const {
   auto it = metadata_.tensors.find(key);
   return it == metadata_.tensors.end() ? nullptr : &it->second;
 }
@@ -141,29 +98,29 @@ uint64_t linear_index(const std::vector<int64_t>& pos, const std::vector<int64_t
 
 }  // namespace
 
-Result<Shape> McoreCheckpoint::stored_shape(const std::string& key, const std::vector<int64_t>& axes, const Shape& shape,
-                                            bool vocab_rows) const {
+Result<Shape> Checkpoint::stored_shape(const std::string& key, const std::vector<int64_t>& axes, const Shape& shape,
+                                            bool extra_rows) const {
   const std::string where = iter_.string() + ": '" + key + "'";
-  const dcp::TensorEntry* entry = find(key);
+  const TensorEntry* entry = find(key);
   if (!entry) return Status::not_found(where + " is missing");
   if (!entry->chunk_problem.empty()) return Status::corruption(entry->chunk_problem);
   // The whole stored tensor, stacked axes included, must be what the caller's config implies; a vocabulary
   // parameter may have more rows (padding), never fewer or other row dims.
   Shape expected = axes;
   expected.insert(expected.end(), shape.begin(), shape.end());
-  if (vocab_rows && axes.empty() && !shape.empty() && entry->shape.size() == shape.size() && entry->shape[0] > shape[0] &&
+  if (extra_rows && axes.empty() && !shape.empty() && entry->shape.size() == shape.size() && entry->shape[0] > shape[0] &&
       std::equal(shape.begin() + 1, shape.end(), entry->shape.begin() + 1))
     expected = entry->shape;
   if (entry->shape != expected)
     return Status::invalid_argument(where + " has shape " + shape_to_string(entry->shape) + ", the config implies " +
-                                    shape_to_string(expected) + (vocab_rows ? " (or more rows: vocabulary padding)" : ""));
+                                    shape_to_string(expected) + (extra_rows ? " (or more rows: vocabulary padding)" : ""));
   return expected;
 }
 
-Result<std::shared_ptr<const Slab>> McoreCheckpoint::read_slab(const std::string& key, const std::vector<int64_t>& index,
-                                                               const std::vector<int64_t>& axes, const Shape& shape, bool vocab_rows) const {
+Result<std::shared_ptr<const Slab>> Checkpoint::read_slab(const std::string& key, const std::vector<int64_t>& index,
+                                                               const std::vector<int64_t>& axes, const Shape& shape, bool extra_rows) const {
   const std::string where = iter_.string() + ": '" + key + "'";
-  G4_RETURN_IF_ERROR(stored_shape(key, axes, shape, vocab_rows).status());
+  G4_RETURN_IF_ERROR(stored_shape(key, axes, shape, extra_rows).status());
   if (index.size() != axes.size())
     return Status::internal(where + ": position " + shape_to_string(index) + " on stacked axes " + shape_to_string(axes));
   for (size_t d = 0; d < index.size(); ++d)
@@ -175,9 +132,9 @@ Result<std::shared_ptr<const Slab>> McoreCheckpoint::read_slab(const std::string
   return read_box(key, *find(key), std::move(box_off), std::move(box_size), index.size());
 }
 
-Result<std::shared_ptr<const Slab>> McoreCheckpoint::read_rows(const std::string& key, int64_t first, const Shape& shape) const {
+Result<std::shared_ptr<const Slab>> Checkpoint::read_rows(const std::string& key, int64_t first, const Shape& shape) const {
   const std::string where = iter_.string() + ": '" + key + "'";
-  const dcp::TensorEntry* entry = find(key);
+  const TensorEntry* entry = find(key);
   if (!entry) return Status::not_found(where + " is missing");
   if (!entry->chunk_problem.empty()) return Status::corruption(entry->chunk_problem);
   if (shape.empty() || entry->shape.size() != shape.size() || !std::equal(shape.begin() + 1, shape.end(), entry->shape.begin() + 1) ||
@@ -188,11 +145,11 @@ Result<std::shared_ptr<const Slab>> McoreCheckpoint::read_rows(const std::string
   return read_box(key, *entry, std::move(box_off), std::move(box_size), 0);
 }
 
-Result<std::shared_ptr<const Slab>> McoreCheckpoint::read_box(const std::string& key, const dcp::TensorEntry& stored,
+Result<std::shared_ptr<const Slab>> Checkpoint::read_box(const std::string& key, const TensorEntry& stored,
                                                               std::vector<int64_t> box_off, std::vector<int64_t> box_size,
                                                               size_t lead) const {
   const std::string where = iter_.string() + ": '" + key + "'";
-  const dcp::TensorEntry* entry = &stored;
+  const TensorEntry* entry = &stored;
   const Shape& expected = entry->shape;
   const std::vector<int64_t> index(box_off.begin(), box_off.begin() + static_cast<std::ptrdiff_t>(lead));
   const size_t rank = expected.size();
@@ -208,12 +165,12 @@ Result<std::shared_ptr<const Slab>> McoreCheckpoint::read_box(const std::string&
   // box as one contiguous run, laid out as in the slab: a view, no copy (rows of a dim-0 split, a whole stack
   // in one chunk, a 0-d or 1-D parameter). Any other chunking (column splits) is copied into one buffer.
   struct Meet {
-    const dcp::TensorChunk* chunk;
+    const TensorChunk* chunk;
     std::vector<int64_t> lo, hi;
   };
   std::vector<Meet> meets;
   bool views = true;
-  for (const dcp::TensorChunk& c : entry->chunks) {
+  for (const TensorChunk& c : entry->chunks) {
     Meet m{&c, std::vector<int64_t>(rank), std::vector<int64_t>(rank)};
     bool empty = false;
     for (size_t d = 0; d < rank; ++d) {
@@ -227,7 +184,7 @@ Result<std::shared_ptr<const Slab>> McoreCheckpoint::read_box(const std::string&
   }
   std::vector<torch::TensorView> blobs;
   for (const Meet& m : meets) {
-    G4_ASSIGN_OR_RETURN(torch::TensorView v, dcp::read_chunk(iter_, *m.chunk, maps_, key));
+    G4_ASSIGN_OR_RETURN(torch::TensorView v, read_chunk(iter_, *m.chunk, maps_, key));
     if (v.dtype != entry->dtype) return Status::corruption(where + ": blob dtype differs from .metadata");
     if (v.data.size() != checked_numel(m.chunk->sizes).value_or(0) * es) return Status::corruption(where + ": blob size differs from its shape");
     blobs.push_back(v);
@@ -246,7 +203,7 @@ Result<std::shared_ptr<const Slab>> McoreCheckpoint::read_box(const std::string&
     slab->owned.assign(numel * es, std::byte{0});
     for (size_t k = 0; k < meets.size(); ++k) {
       const Meet& m = meets[k];
-      const dcp::TensorChunk& c = *m.chunk;
+      const TensorChunk& c = *m.chunk;
       // Walk the intersection one innermost run at a time (rank >= 2 here: a split after the parameter's dim 0).
       const uint64_t run = static_cast<uint64_t>(m.hi[rank - 1] - m.lo[rank - 1]);
       std::vector<int64_t> pos = m.lo;
@@ -274,4 +231,4 @@ Result<std::shared_ptr<const Slab>> McoreCheckpoint::read_box(const std::string&
   return std::shared_ptr<const Slab>(std::move(slab));
 }
 
-}  // namespace g4::convert
+}  // namespace g4::dcp
