@@ -265,9 +265,9 @@ Status check_contract(const ConversionPlan& plan) {
       next += r.rows;
     }
     if (next != row_count(slot.shape)) return Status::internal("contract: HF tensor '" + slot.name + "' rows are not all consumed");
-    // Only K=V's V slot may repeat rows, and only inside the same fused QKV parameter.
+    // Only a V-from-K slot may repeat rows, and only inside the same parameter.
     for (const HfGather::Ref& r : g.duplicates)
-      if (r.param != g.canonical[0].param || plan.params[r.param].name.find("linear_qkv") == std::string::npos)
+      if (r.param != g.canonical[0].param || !plan.params[r.param].rule || !plan.params[r.param].rule->v_from_k)
         return Status::internal("contract: HF tensor '" + slot.name + "' is consumed twice (" + plan.params[r.param].name + ")");
   }
   return {};
