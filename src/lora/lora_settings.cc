@@ -1,7 +1,6 @@
 #include "lora/lora_settings.h"
 
 #include <cmath>
-#include <regex>
 
 #include "runtime/yaml_reader.h"
 
@@ -88,30 +87,42 @@ class Fields {
   std::string where_;
 };
 
-// MB's wildcard_match: "^" + pattern with '*' replaced by "(.*)" + "$", the rest taken as a Python regex.
-std::regex wildcard_regex(const std::string& pattern) {
-  std::string re = "^";
-  for (char c : pattern) re += c == '*' ? std::string("(.*)") : std::string(1, c);
-  return std::regex(re + "$", std::regex::ECMAScript);
+// MB's wildcard_match: "^" + pattern with '*' replaced by "(.*)" + "$", the rest taken as a Python regex. Target
+// patterns use only '*' and '.', which is all this supports ('.' any one character, as in the regex); any other
+// regex metacharacter is refused when the settings are read. (No <regex>: GCC 12's trips -Werror in sanitized builds.)
+constexpr std::string_view kRegexMeta = "[](){}+?^$|\\";
+
+bool wildcard_match(std::string_view pattern, std::string_view name) {
+  // Iterative glob matching with one backtrack point for the last '*'.
+  size_t p = 0, n = 0, star = std::string_view::npos, resume = 0;
+  while (n < name.size()) {
+    if (p < pattern.size() && (pattern[p] == '.' || pattern[p] == name[n])) {
+      ++p, ++n;
+    } else if (p < pattern.size() && pattern[p] == '*') {
+      star = p++, resume = n;
+    } else if (star != std::string_view::npos) {
+      p = star + 1, n = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
 }
 
 bool matches(const std::vector<std::string>& patterns, std::string_view name) {
   const size_t dot = name.rfind('.');
   const std::string_view leaf = dot == std::string_view::npos ? name : name.substr(dot + 1);
-  for (const std::string& p : patterns) {
-    if (p == leaf || std::regex_match(name.begin(), name.end(), wildcard_regex(p))) return true;
-  }
+  for (const std::string& p : patterns)
+    if (p == leaf || wildcard_match(p, name)) return true;
   return false;
 }
 
 Status check_patterns(const std::vector<std::string>& patterns, const std::string& where, const char* key) {
-  for (const std::string& p : patterns) {
-    try {
-      (void)wildcard_regex(p);
-    } catch (const std::regex_error&) {
-      return Status::invalid_argument(where + ": peft." + key + ": '" + p + "' is not a valid wildcard pattern");
-    }
-  }
+  for (const std::string& p : patterns)
+    if (p.find_first_of(kRegexMeta) != std::string::npos)
+      return Status::invalid_argument(where + ": peft." + key + ": '" + p +
+                                      "' uses regular-expression syntax beyond '*' and '.', which g4convert does not match");
   return {};
 }
 
