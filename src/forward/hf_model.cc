@@ -22,11 +22,26 @@ struct Context {
   std::map<LayerType, AttentionMask> masks;
   std::map<LayerType, std::pair<Mat, Mat>> rope;   // cos, sin [T, hd]
   std::map<LayerType, std::pair<Mat, Mat>> shared_kv;  // K, V stored by the last owner of each type
+  const AdapterSource* adapters = nullptr;               // PEFT's LoRA, by full HF tensor name
 };
 
 std::string L(int l, const char* rest) { return "layers." + std::to_string(l) + "." + rest; }
 
 float eps(const Context& c) { return static_cast<float>(c.cfg.rms_norm_eps); }
+
+// The adapter's delta on `name` (relative to the text prefix), null when it has none.
+Result<std::shared_ptr<const LowRank>> delta(Context& c, const std::string& name) {
+  if (!c.adapters) return std::shared_ptr<const LowRank>();
+  return c.adapters->delta(c.w.prefix() + name);
+}
+
+// PEFT's lora.Linear, unmerged: base(x) + lora_B(lora_A(x)) · s with the adapter and its input in fp32, the sum
+// cast back to the base output's dtype.
+Status adapted_linear(Context& c, const Mat& x, const std::string& name, Mat& out) {
+  G4_RETURN_IF_ERROR(linear(c, x, name, out));
+  G4_ASSIGN_OR_RETURN(auto d, delta(c, name));
+  return d ? add_unmerged(c.ops, *d, 0, x, out, Precision{}, c.p) : Status();
+}
 
 // Gemma4TextAttention: q/k norms before RoPE, weightless v_norm, K=V from the raw k_proj output on full
 // layers with attention_k_eq_v, K/V of the source layer on KV-shared layers, scale 1.0.
@@ -35,7 +50,7 @@ Result<Mat> attention_block(Context& c, const LayerSpec& s, const Mat& a) {
   const int64_t hd = s.head_dim, Hq = c.cfg.num_attention_heads;
   const auto& [cos, sin] = c.rope.at(s.type);
   Mat q;
-  G4_RETURN_IF_ERROR(linear(c, a, L(l, "self_attn.q_proj.weight"), q));
+  G4_RETURN_IF_ERROR(adapted_linear(c, a, L(l, "self_attn.q_proj.weight"), q));
   G4_RETURN_IF_ERROR(norm(c, q, L(l, "self_attn.q_norm.weight"), hd));
   c.ops.rope(q, hd, cos, sin, c.p);
 
@@ -45,9 +60,9 @@ Result<Mat> attention_block(Context& c, const LayerSpec& s, const Mat& a) {
     k = kv.first;
     v = kv.second;
   } else {
-    G4_RETURN_IF_ERROR(linear(c, a, L(l, "self_attn.k_proj.weight"), k));
+    G4_RETURN_IF_ERROR(adapted_linear(c, a, L(l, "self_attn.k_proj.weight"), k));
     if (s.k_eq_v) v = k;  // V = v_norm(raw k_proj): forked before k_norm and RoPE (pitfalls.md P8)
-    else G4_RETURN_IF_ERROR(linear(c, a, L(l, "self_attn.v_proj.weight"), v));
+    else G4_RETURN_IF_ERROR(adapted_linear(c, a, L(l, "self_attn.v_proj.weight"), v));
     G4_RETURN_IF_ERROR(norm(c, k, L(l, "self_attn.k_norm.weight"), hd));
     c.ops.rope(k, hd, cos, sin, c.p);
     c.ops.rms_norm(v, nullptr, hd, eps(c), c.p);
@@ -56,17 +71,17 @@ Result<Mat> attention_block(Context& c, const LayerSpec& s, const Mat& a) {
   Mat o;
   c.ops.attention(q, k, v, Hq, s.kv_heads, hd, c.masks.at(s.type), o, c.p);
   Mat out;
-  G4_RETURN_IF_ERROR(linear(c, o, L(l, "self_attn.o_proj.weight"), out));
+  G4_RETURN_IF_ERROR(adapted_linear(c, o, L(l, "self_attn.o_proj.weight"), out));
   return out;
 }
 
 // Gemma4TextMLP: down(gelu_tanh(gate(x)) · up(x)).
 Result<Mat> dense_mlp(Context& c, int l, const Mat& x) {
   Mat gate, up, out;
-  G4_RETURN_IF_ERROR(linear(c, x, L(l, "mlp.gate_proj.weight"), gate));
-  G4_RETURN_IF_ERROR(linear(c, x, L(l, "mlp.up_proj.weight"), up));
+  G4_RETURN_IF_ERROR(adapted_linear(c, x, L(l, "mlp.gate_proj.weight"), gate));
+  G4_RETURN_IF_ERROR(adapted_linear(c, x, L(l, "mlp.up_proj.weight"), up));
   c.ops.gelu_tanh_mul(gate, up, c.p);
-  G4_RETURN_IF_ERROR(linear(c, gate, L(l, "mlp.down_proj.weight"), out));
+  G4_RETURN_IF_ERROR(adapted_linear(c, gate, L(l, "mlp.down_proj.weight"), out));
   return out;
 }
 
@@ -78,7 +93,7 @@ Result<Routing> router(Context& c, int l, const Mat& r, LayerTrace* trace) {
   c.ops.scale_columns(n, scale, c.p);
   c.ops.scale(n, std::pow(static_cast<float>(c.cfg.hidden_size), -0.5f), c.p);  // fp32 constant (P24)
   Mat logits;
-  G4_RETURN_IF_ERROR(linear(c, n, L(l, "router.proj.weight"), logits));
+  G4_RETURN_IF_ERROR(adapted_linear(c, n, L(l, "router.proj.weight"), logits));
   G4_ASSIGN_OR_RETURN(std::vector<float> per_expert, c.w.vector(L(l, "router.per_expert_scale"), c.p));
   if (trace) trace->router_logits = logits;
   return c.ops.route(logits, *c.cfg.top_k_experts, per_expert);
@@ -88,6 +103,8 @@ Result<Routing> router(Context& c, int l, const Mat& r, LayerTrace* trace) {
 Result<Mat> experts(Context& c, int l, const Mat& x, const Routing& route) {
   const int64_t E = *c.cfg.num_experts, Ie = *c.cfg.moe_intermediate_size, H = c.cfg.hidden_size;
   Mat out(x.rows, H);
+  G4_ASSIGN_OR_RETURN(auto gate_up_lora, delta(c, L(l, "experts.gate_up_proj")));
+  G4_ASSIGN_OR_RETURN(auto down_lora, delta(c, L(l, "experts.down_proj")));
   for (int64_t e = 0; e < E; ++e) {
     std::vector<int64_t> tokens, slots;
     tokens_of_expert(route, e, tokens, slots);
@@ -95,11 +112,13 @@ Result<Mat> experts(Context& c, int l, const Mat& x, const Routing& route) {
     Mat xe(static_cast<int64_t>(tokens.size()), H);
     for (size_t i = 0; i < tokens.size(); ++i) std::copy(x.row(tokens[i]), x.row(tokens[i]) + H, xe.row(static_cast<int64_t>(i)));
     G4_ASSIGN_OR_RETURN(Mat gate_up_w, c.w.slice(L(l, "experts.gate_up_proj"), e, c.p));
+    if (gate_up_lora) G4_RETURN_IF_ERROR(merge_into(c.ops, *gate_up_lora, e, gate_up_w, c.p));  // ParamWrapper: W_e + s·B_e·A_e
     Mat gu;
     c.ops.linear(xe, gate_up_w, gu, c.p);
     Mat gate = columns(gu, 0, Ie), up = columns(gu, Ie, Ie);  // rows [0, Ie) of gate_up are gate
     c.ops.gelu_tanh_mul(gate, up, c.p);
     G4_ASSIGN_OR_RETURN(Mat down_w, c.w.slice(L(l, "experts.down_proj"), e, c.p));
+    if (down_lora) G4_RETURN_IF_ERROR(merge_into(c.ops, *down_lora, e, down_w, c.p));
     Mat y;
     c.ops.linear(gate, down_w, y, c.p);
     add_expert_output(route, tokens, slots, y, out, c.p);
@@ -135,11 +154,11 @@ Result<Mat> feed_forward(Context& c, const LayerSpec& s, const Mat& r, LayerRout
 Result<Mat> ple_block(Context& c, int l, const Mat& x, const Mat& ple) {
   const int64_t D = c.cfg.hidden_size_per_layer_input;
   Mat g;
-  G4_RETURN_IF_ERROR(linear(c, x, L(l, "per_layer_input_gate.weight"), g));
+  G4_RETURN_IF_ERROR(adapted_linear(c, x, L(l, "per_layer_input_gate.weight"), g));
   c.ops.gelu_tanh(g, c.p);
   c.ops.mul(g, columns(ple, l * D, D), c.p);
   Mat p;
-  G4_RETURN_IF_ERROR(linear(c, g, L(l, "per_layer_projection.weight"), p));
+  G4_RETURN_IF_ERROR(adapted_linear(c, g, L(l, "per_layer_projection.weight"), p));
   G4_RETURN_IF_ERROR(norm(c, p, L(l, "post_per_layer_input_norm.weight"), c.cfg.hidden_size));
   return p;
 }
@@ -177,6 +196,7 @@ Result<ForwardResult> hf_forward(const HfWeights& w, const ForwardInput& in, con
   G4_RETURN_IF_ERROR(check_fits(w.config().text, in, o));
   const gemma4::TextConfig& cfg = w.config().text;
   Context c{w, cfg, *o.backend, Precision{o.mode}};
+  c.adapters = o.adapters;
   c.T = in.batch * in.seq;
 
   LayerGeometry geometry = layer_geometry(w.config(), in, c.p);

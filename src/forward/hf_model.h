@@ -7,6 +7,7 @@
 #include <functional>
 #include <vector>
 
+#include "forward/adapters.h"
 #include "forward/forward_input.h"
 #include "forward/hf_weights.h"
 #include "forward/ops.h"
@@ -31,6 +32,8 @@ struct ForwardOptions {
   std::function<void(int layers_done, int layers_total)> on_layer;  // progress
   // Bytes of activations the run may hold (check_fits in model_common.h); 0: the machine's physical memory.
   uint64_t memory_limit = 0;
+  // LoRA deltas on top of the base weights, in this forward's naming (adapters.h); null: none.
+  const AdapterSource* adapters = nullptr;
 };
 
 struct LayerRouting {

@@ -20,9 +20,27 @@ struct Context {
   bool moe = false;  // TE spec names (26B-A4B) vs the local spec's (dense)
   LayerGeometry geo;
   std::map<LayerType, std::pair<Mat, Mat>> shared_kv;
+  const AdapterSource* adapters = nullptr;
 };
 
 std::string M(int l, const char* rest) { return "decoder.layers." + std::to_string(l) + "." + rest; }
+
+// The checkpoint's LoRA delta on `weight`, null when it has none.
+Result<std::shared_ptr<const LowRank>> delta(Context& c, const std::string& weight) {
+  if (!c.adapters) return std::shared_ptr<const LowRank>();
+  return c.adapters->delta(weight);
+}
+
+// MB's LoRALinear: out += s·B·(A·x) on the input x the wrapped linear multiplies, the adapter in the model dtype.
+Status add_lora(Context& c, const std::shared_ptr<const LowRank>& d, int64_t expert, const Mat& x, Mat& out) {
+  return d ? add_unmerged(c.ops, *d, expert, x, out, c.p, c.p) : Status();
+}
+
+Status adapted_linear(Context& c, const Mat& x, const std::string& weight, Mat& out) {
+  G4_RETURN_IF_ERROR(linear(c, x, weight, out));
+  G4_ASSIGN_OR_RETURN(auto d, delta(c, weight));
+  return add_lora(c, d, 0, x, out);
+}
 
 // The fault "RoPE over the first dims": rotate the first 2·n_rot dims of each head as if they were the head.
 void rope_first_dims(Context& c, Mat& x, const LayerSpec& s, int64_t heads, const std::vector<int64_t>& positions) {
@@ -42,12 +60,13 @@ void rope_first_dims(Context& c, Mat& x, const LayerSpec& s, int64_t heads, cons
       std::copy(part.row(t) + h * 2 * n_rot, part.row(t) + (h + 1) * 2 * n_rot, x.row(t) + h * s.head_dim);
 }
 
-// SelfAttention.get_query_key_value_tensors: one matmul, then per query group [q heads; k; v].
-Result<Mat> attention(Context& c, const LayerSpec& s, const Mat& a, const std::vector<int64_t>& positions) {
+// SelfAttention.get_query_key_value_tensors: one matmul, then per query group [q heads; k; v]. `proj_lora`:
+// the linear_proj adapter's output when it goes after the post-attention norm (26B-A4B), else left empty.
+Result<Mat> attention(Context& c, const LayerSpec& s, const Mat& a, const std::vector<int64_t>& positions, Mat& proj_lora) {
   const int l = s.index;
   const int64_t hd = s.head_dim, nq = c.cfg.num_attention_heads, ng = s.kv_heads, per = nq / ng;
   Mat qkv;
-  G4_RETURN_IF_ERROR(linear(c, a, M(l, "self_attention.linear_qkv.weight"), qkv));
+  G4_RETURN_IF_ERROR(adapted_linear(c, a, M(l, "self_attention.linear_qkv.weight"), qkv));
   if (qkv.cols != (nq + 2 * ng) * hd) return Status::mismatch(M(l, "self_attention.linear_qkv.weight") + " has the wrong row count");
   Mat q(a.rows, nq * hd), k(a.rows, ng * hd), v(a.rows, ng * hd);
   for (int64_t t = 0; t < a.rows; ++t) {
@@ -78,18 +97,28 @@ Result<Mat> attention(Context& c, const LayerSpec& s, const Mat& a, const std::v
   }
   Mat o, out;
   c.ops.attention(q, k, v, nq, ng, hd, c.geo.masks.at(s.type), o, c.p);
+  if (!c.moe) {
+    G4_RETURN_IF_ERROR(adapted_linear(c, o, M(l, "self_attention.linear_proj.weight"), out));
+    return out;
+  }
+  // TERowParallelLinearLayerNorm returns post_norm(W_o·o); MB's LoRALinear adds its adapter to that output.
   G4_RETURN_IF_ERROR(linear(c, o, M(l, "self_attention.linear_proj.weight"), out));
+  G4_ASSIGN_OR_RETURN(auto d, delta(c, M(l, "self_attention.linear_proj.weight")));
+  if (d) {
+    proj_lora = Mat(o.rows, out.cols);
+    G4_RETURN_IF_ERROR(add_unmerged(c.ops, *d, 0, o, proj_lora, c.p, Precision{}));
+  }
   return out;
 }
 
 // MLP.forward with a gated unit: one fc1 matmul, chunk(2) into gate and up, GeGLU, fc2.
 Result<Mat> gated_mlp(Context& c, const std::string& fc1, const std::string& fc2, const Mat& x) {
   Mat h, out;
-  G4_RETURN_IF_ERROR(linear(c, x, fc1, h));
+  G4_RETURN_IF_ERROR(adapted_linear(c, x, fc1, h));
   const int64_t half = h.cols / 2;
   Mat gate = columns(h, 0, half), up = columns(h, half, half);
   c.ops.gelu_tanh_mul(gate, up, c.p);
-  G4_RETURN_IF_ERROR(linear(c, gate, fc2, out));
+  G4_RETURN_IF_ERROR(adapted_linear(c, gate, fc2, out));
   return out;
 }
 
@@ -110,6 +139,9 @@ Result<Mat> moe_block(Context& c, const LayerSpec& s, const Mat& r, LayerRouting
   c.ops.scale(n, std::pow(static_cast<float>(H), -0.5f), c.p);
   Mat logits;
   G4_RETURN_IF_ERROR(linear(c, n, M(l, "mlp.router.weight"), logits));
+  // LoRATopKRouter: the adapter sees the router's input (the raw residual), not the normed one gating projects.
+  G4_ASSIGN_OR_RETURN(auto router_lora, delta(c, M(l, "mlp.router.weight")));
+  G4_RETURN_IF_ERROR(add_lora(c, router_lora, 0, r, logits));
   G4_ASSIGN_OR_RETURN(std::vector<float> per_expert, c.w.vector(M(l, "mlp.router.per_expert_scale"), c.p));
   if (trace) trace->router_logits = logits;
   Routing route = c.ops.route(logits, *c.cfg.top_k_experts, per_expert);
@@ -118,6 +150,8 @@ Result<Mat> moe_block(Context& c, const LayerSpec& s, const Mat& r, LayerRouting
   G4_RETURN_IF_ERROR(norm(c, x, M(l, "pre_mlp_layernorm.weight"), H));
   Mat routed(x.rows, H);
   std::vector<int64_t> tokens, slots;
+  G4_ASSIGN_OR_RETURN(auto fc1_lora, delta(c, M(l, "mlp.experts.experts.linear_fc1.weight")));
+  G4_ASSIGN_OR_RETURN(auto fc2_lora, delta(c, M(l, "mlp.experts.experts.linear_fc2.weight")));
   for (int64_t e = 0; e < E; ++e) {
     tokens_of_expert(route, e, tokens, slots);
     if (tokens.empty()) continue;
@@ -126,11 +160,13 @@ Result<Mat> moe_block(Context& c, const LayerSpec& s, const Mat& r, LayerRouting
     G4_ASSIGN_OR_RETURN(Mat fc1, c.w.slice(M(l, "mlp.experts.experts.linear_fc1.weight"), e, c.p));
     Mat h, y;
     c.ops.linear(xe, fc1, h, c.p);
+    G4_RETURN_IF_ERROR(add_lora(c, fc1_lora, e, xe, h));  // per expert, on its routed tokens
     const int64_t half = h.cols / 2;
     Mat gate = columns(h, 0, half), up = columns(h, half, half);
     c.ops.gelu_tanh_mul(gate, up, c.p);
     G4_ASSIGN_OR_RETURN(Mat fc2, c.w.slice(M(l, "mlp.experts.experts.linear_fc2.weight"), e, c.p));
     c.ops.linear(gate, fc2, y, c.p);
+    G4_RETURN_IF_ERROR(add_lora(c, fc2_lora, e, gate, y));
     add_expert_output(route, tokens, slots, y, routed, c.p);
   }
   G4_RETURN_IF_ERROR(norm(c, routed, M(l, "mlp.post_moe_layernorm.weight"), H));
@@ -147,8 +183,10 @@ Status layer(Context& c, const LayerSpec& s, Mat& x, const Mat& ple, const std::
   const int64_t H = c.cfg.hidden_size;
   Mat a = x;
   G4_RETURN_IF_ERROR(norm(c, a, M(l, c.moe ? "self_attention.linear_qkv.layer_norm_weight" : "input_layernorm.weight"), H));
-  G4_ASSIGN_OR_RETURN(a, attention(c, s, a, positions));
+  Mat proj_lora;
+  G4_ASSIGN_OR_RETURN(a, attention(c, s, a, positions, proj_lora));
   G4_RETURN_IF_ERROR(norm(c, a, M(l, c.moe ? "self_attention.linear_proj.post_layernorm.weight" : "post_self_attn_layernorm.weight"), H));
+  if (!proj_lora.v.empty()) c.ops.add(a, proj_lora, c.p);
   if (trace) trace->attention = a;
   c.ops.add(x, a, c.p);
 
@@ -167,10 +205,10 @@ Status layer(Context& c, const LayerSpec& s, Mat& x, const Mat& ple, const std::
   if (s.has_ple) {
     const int64_t D = c.cfg.hidden_size_per_layer_input;
     Mat g, p;
-    G4_RETURN_IF_ERROR(linear(c, x, M(l, "per_layer_input_gate.weight"), g));
+    G4_RETURN_IF_ERROR(adapted_linear(c, x, M(l, "per_layer_input_gate.weight"), g));
     c.ops.gelu_tanh(g, c.p);
     c.ops.mul(g, columns(ple, l * D, D), c.p);
-    G4_RETURN_IF_ERROR(linear(c, g, M(l, "per_layer_projection.weight"), p));
+    G4_RETURN_IF_ERROR(adapted_linear(c, g, M(l, "per_layer_projection.weight"), p));
     G4_RETURN_IF_ERROR(norm(c, p, M(l, "post_per_layer_input_norm.weight"), H));
     if (trace) trace->ple = p;
     c.ops.add(x, p, c.p);
@@ -188,7 +226,7 @@ Result<ForwardResult> mcore_forward(const McoreWeights& w, const ForwardInput& i
   G4_RETURN_IF_ERROR(check_supported(w.config()));
   G4_RETURN_IF_ERROR(check_fits(w.config().text, in, o));
   const gemma4::TextConfig& cfg = w.config().text;
-  Context c{w, cfg, *o.backend, Precision{o.mode}, faults, cfg.enable_moe_block, {}, {}};
+  Context c{w, cfg, *o.backend, Precision{o.mode}, faults, cfg.enable_moe_block, {}, {}, o.adapters};
   c.geo = layer_geometry(w.config(), in, c.p, faults.sliding_window_delta);
 
   ForwardResult r;

@@ -41,22 +41,17 @@ Result<McoreWeights> McoreWeights::open(const fs::path& dir, const fs::path& con
   return w;
 }
 
-Result<McoreWeights::Param> McoreWeights::param(const std::string& name) const {
-  const std::string where = ckpt_->iteration_dir().string();
-  auto known = shapes_.find(prefix_ + name);
-  if (known == shapes_.end()) return Status::not_found(where + ": '" + prefix_ + name + "' is not a parameter of the config's model");
-  const Shape& shape = known->second;
-  if (vocab_rows_.count(prefix_ + name)) return vocab_param(prefix_ + name, shape);
-  if (!name.starts_with(kLayers)) {
-    G4_ASSIGN_OR_RETURN(auto slab, ckpt_->read_slab(prefix_ + name, {}, {}, shape));
-    return Param{std::move(slab), shape, prefix_ + name};
-  }
+Result<McoreWeights::Location> McoreWeights::locate(const dcp::Checkpoint& ckpt, const std::string& name) const {
+  if (!name.starts_with(kLayers)) return Location{prefix_ + name, 0, 0};
   // decoder.layers.<l>.<rest>: attention lives in per-type stacks ranked among layers of the same type.
   const size_t dot = name.find('.', kLayers.size());
-  const int l = std::stoi(name.substr(kLayers.size(), dot - kLayers.size()));
-  std::string rest = name.substr(dot + 1);
+  const std::string digits = name.substr(kLayers.size(), dot == std::string::npos ? std::string::npos : dot - kLayers.size());
   const auto& layers = config_.text.layers;
-  if (l < 0 || l >= static_cast<int>(layers.size())) return Status::invalid_argument("no layer " + std::to_string(l));
+  if (dot == std::string::npos || digits.empty() || digits.size() > 6 || !std::all_of(digits.begin(), digits.end(), [](char ch) { return ch >= '0' && ch <= '9'; }) ||
+      std::stoi(digits) >= static_cast<int>(layers.size()))
+    return Status::invalid_argument("no layer in '" + name + "'");
+  const int l = std::stoi(digits);
+  std::string rest = name.substr(dot + 1);
   int64_t rank = l, stacked = static_cast<int64_t>(layers.size());
   if (rest.starts_with(kAttention)) {
     const bool full = layers[l].type == gemma4::LayerType::kFull;
@@ -66,15 +61,30 @@ Result<McoreWeights::Param> McoreWeights::param(const std::string& name) const {
     stacked = std::count_if(layers.begin(), layers.end(), same_type);
   }
   const std::string per_layer = prefix_ + std::string(kLayers) + std::to_string(l) + "." + rest;
-  if (ckpt_->find(per_layer)) {
-    G4_ASSIGN_OR_RETURN(auto slab, ckpt_->read_slab(per_layer, {}, {}, shape));
-    return Param{std::move(slab), shape, per_layer};
+  if (ckpt.find(per_layer)) return Location{per_layer, 0, 0};
+  return Location{prefix_ + std::string(kLayers) + rest, rank, stacked};
+}
+
+Result<Shape> McoreWeights::shape(const std::string& name) const {
+  auto known = shapes_.find(prefix_ + name);
+  if (known == shapes_.end())
+    return Status::not_found(ckpt_->iteration_dir().string() + ": '" + prefix_ + name + "' is not a parameter of the config's model");
+  return known->second;
+}
+
+Result<McoreWeights::Param> McoreWeights::param(const std::string& name) const {
+  const std::string where = ckpt_->iteration_dir().string();
+  G4_ASSIGN_OR_RETURN(const Shape shape, this->shape(name));
+  if (vocab_rows_.count(prefix_ + name)) return vocab_param(prefix_ + name, shape);
+  G4_ASSIGN_OR_RETURN(const Location at, locate(*ckpt_, name));
+  if (at.count == 0) {
+    G4_ASSIGN_OR_RETURN(auto slab, ckpt_->read_slab(at.key, {}, {}, shape));
+    return Param{std::move(slab), shape, at.key};
   }
-  const std::string key = prefix_ + std::string(kLayers) + rest;
-  if (!ckpt_->find(key)) return Status::not_found(where + ": no stored tensor for '" + prefix_ + name + "'");
+  if (!ckpt_->find(at.key)) return Status::not_found(where + ": no stored tensor for '" + prefix_ + name + "'");
   // The stacked axis holds exactly the config's layers (of this type): a checkpoint with more is refused.
-  G4_ASSIGN_OR_RETURN(auto slab, ckpt_->read_slab(key, {rank}, {stacked}, shape));
-  return Param{std::move(slab), shape, key};
+  G4_ASSIGN_OR_RETURN(auto slab, ckpt_->read_slab(at.key, {at.index}, {at.count}, shape));
+  return Param{std::move(slab), shape, at.key};
 }
 
 Result<McoreWeights::Param> McoreWeights::vocab_param(const std::string& key, const Shape& shape) const {

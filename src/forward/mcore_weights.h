@@ -37,6 +37,18 @@ class McoreWeights {
   Status for_each_row_block(const std::string& name, int64_t block_rows, const Precision& p,
                             const std::function<Status(int64_t first_row, const Mat& block)>& fn) const;
 
+  // Where a parameter `name` (no prefix; any name under decoder.layers.<l>., adapters' too) is stored, by the
+  // rules the base weights are read with: the per-layer key when `ckpt` has it, else the stacked key (attention
+  // in per-type stacks) at `index` of `count` layers. Unstacked names are their own key (count 0).
+  struct Location {
+    std::string key;
+    int64_t index = 0, count = 0;  // count 0: not stacked
+  };
+  Result<Location> locate(const dcp::Checkpoint& ckpt, const std::string& name) const;
+  // The parameter's own shape as the config implies it (no stacked axis).
+  Result<Shape> shape(const std::string& name) const;
+  const std::string& prefix() const { return prefix_; }
+
  private:
   struct Param {
     std::shared_ptr<const dcp::Slab> slab;

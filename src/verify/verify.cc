@@ -106,8 +106,10 @@ Result<VerifyReport> verify(const forward::HfWeights& hf, const forward::McoreWe
   o.backend = &backend;
   o.keep_hidden = true;
   o.trace = &trace_hf;
+  o.adapters = options.hf_adapters;
   G4_ASSIGN_OR_RETURN(forward::ForwardResult a, forward::hf_forward(hf, in, o));
   o.trace = &trace_mc;
+  o.adapters = options.mcore_adapters;
   auto b_result = forward::mcore_forward(mcore, in, o, options.faults);
   if (!b_result.ok()) return b_result.status().with_context("Megatron forward");
   forward::ForwardResult b = std::move(*b_result);

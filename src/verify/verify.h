@@ -64,6 +64,9 @@ struct VerifyOptions {
   forward::ComputeMode mode = forward::ComputeMode::kF32;
   Thresholds thresholds;
   forward::FaultInjection faults;  // tests only
+  // LoRA adapters each side applies (verify --adapter, adapter_sides.h), in that forward's naming; null: none.
+  const forward::AdapterSource* hf_adapters = nullptr;
+  const forward::AdapterSource* mcore_adapters = nullptr;
 };
 
 Result<VerifyReport> verify(const forward::HfWeights& hf, const forward::McoreWeights& mcore, const forward::ForwardInput& input,
