@@ -21,7 +21,27 @@ STRUCTURES = {"e2b": "tiny-e2b", "e4b": "tiny-e4b", "31b": "tiny-31b", "26b": "t
               "e4b-vla": "tiny-e4b-vla", "26b-vl": "tiny-26b-a4b-vl",
               "e2b-fp32": ("tiny-e2b", "causal", "fp32"), "e4b-fp32": ("tiny-e4b", "conditional", "fp32"),
               "31b-causal-fp32": ("tiny-31b", "causal", "fp32"), "26b-causal-fp32": ("tiny-26b-a4b", "causal", "fp32"),
-              "26b-fp32": ("tiny-26b-a4b", "conditional", "fp32")}
+              "26b-fp32": ("tiny-26b-a4b", "conditional", "fp32"),
+              # testdata checkpoints widened to fp32 (the causal ones: the text model alone, as Gemma4ForCausalLM)
+              "26b-cast-fp32": ("tiny-26b-a4b", "cast"), "26b-causal-cast-fp32": ("tiny-26b-a4b", "cast-causal"),
+              "31b-causal-cast-fp32": ("tiny-31b", "cast-causal")}
+
+
+def widened(src, out, causal):
+    """`src` with every floating tensor in fp32; `causal`: its text model as a Gemma4ForCausalLM checkpoint (the
+    language model's tensors under model., the text config at the top, no towers)."""
+    from safetensors.torch import save_file
+    cfg = json.loads((src / "config.json").read_text())
+    tensors = {k: v.float() if v.is_floating_point() else v for k, v in load_tensors(src).items()}
+    if causal:
+        tensors = {"model." + k[len("model.language_model."):]: v for k, v in tensors.items()
+                   if k.startswith("model.language_model.")}
+        cfg = {**cfg["text_config"], "architectures": ["Gemma4ForCausalLM"], "use_bidirectional_attention": None}
+    cfg["dtype"] = "float32"
+    out.mkdir()
+    save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
+    (out / "config.json").write_text(json.dumps(cfg, indent=2))
+    return out
 
 
 def targets(structure):
@@ -33,12 +53,17 @@ def _cases():
     for s in ("e2b", "e4b", "31b", "26b", "e4b-vla", "26b-vl"):
         for tp in (1, 2):
             c[f"{s}-tp{tp}"] = dict(structure=s, tp=tp, targets=targets(s), seed=1)
+    c["31b-params-to-save"] = dict(structure="31b", seed=1, params_to_save=True)  # same adapter as 31b-tp1
     c["26b-legacy"] = dict(structure="26b", experts="legacy", targets=NO_PROJ, seed=1)  # same values as 26b-tp1
     c["26b-per-expert"] = dict(structure="26b", experts="per-expert", targets=NO_PROJ, seed=2)
     c["26b-vl-per-expert-tp2"] = dict(structure="26b-vl", tp=2, experts="per-expert", targets=NO_PROJ, seed=3)
     for s in ("e2b-fp32", "e4b-fp32", "31b-causal-fp32", "26b-causal-fp32"):
         c[s] = dict(structure=s, dtype="fp32", targets=targets(s), seed=4)
     c["26b-fp32-per-expert"] = dict(structure="26b-fp32", dtype="fp32", experts="per-expert", targets=NO_PROJ, seed=5)
+    for s in ("26b-cast-fp32", "26b-causal-cast-fp32", "31b-causal-cast-fp32"):
+        c[s] = dict(structure=s, dtype="fp32", targets=targets(s), seed=4)
+    c["26b-cast-fp32-per-expert"] = dict(structure="26b-cast-fp32", dtype="fp32", experts="per-expert", targets=NO_PROJ,
+                                         seed=5)
     c["31b-full"] = dict(structure="31b", form="full", seed=6)
     c["26b-full"] = dict(structure="26b", form="full", targets=NO_PROJ, seed=6)
     c["31b-vlmlora"] = dict(structure="31b", peft_target="megatron.bridge.peft.lora.VLMLoRA", seed=7,
@@ -68,6 +93,8 @@ class Lora:
             src = STRUCTURES[structure]
             if isinstance(src, str):
                 self._hf[structure] = TESTDATA / src
+            elif src[1].startswith("cast"):
+                self._hf[structure] = widened(TESTDATA / src[0], self.root / f"hf-{structure}", src[1] == "cast-causal")
             else:
                 preset, form, dtype = src
                 out = self.root / f"hf-{structure}"
@@ -85,7 +112,9 @@ class Lora:
     def _write_all(self):
         todo = []
         for name, c in CASES.items():
-            c = {k: v for k, v in c.items() if k != "structure"}
+            # MB's run_config.yaml lists the trainable parameters (PEFT.params_to_save, a !!set); only the case
+            # that tests reading it writes the field, so that the other cases test the rest
+            c = {"params_to_save": False, **{k: v for k, v in c.items() if k != "structure"}}
             todo.append(dict(hf=str(self.hf(CASES[name]["structure"])), base=str(self.base(CASES[name]["structure"])),
                              out=str(self.root / name), reference=str(self.root / f"{name}.reference.safetensors"), **c))
         (self.root / "cases.json").write_text(json.dumps(todo))

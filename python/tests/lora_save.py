@@ -33,7 +33,8 @@ def case_defaults(c):
     checkpoint root to write), and the options below."""
     return {"tp": 1, "rank": 4, "alpha": 8, "targets": ["linear_qkv", "linear_proj", "linear_fc1", "linear_fc2"],
             "experts": "shared", "form": "adapter", "dtype": "bf16", "peft_target": "megatron.bridge.peft.lora.LoRA",
-            "seed": 0, "iteration": 100, "reference": None, "lora_dtype": None, "nonzero_unused_rows": False, **c}
+            "seed": 0, "iteration": 100, "reference": None, "lora_dtype": None, "nonzero_unused_rows": False,
+            "params_to_save": True, **c}
 
 
 def geometry(hf_dir):
@@ -216,14 +217,30 @@ def base_sharded(base_iter):
     return sd
 
 
+def trainable_names(case, geo):
+    """The adapter parameters' names as the model's named_parameters gives them (per layer, the in-memory module
+    names: self_attention, mlp.experts.linear_fc1), which set_params_to_save collects."""
+    mp = "language_model." if geo["conditional"] else ""
+    names = []
+    for l in range(len(geo["layers"])):
+        for path, *_ in modules(geo, l):
+            if path.rsplit(".", 1)[1] in case["targets"]:
+                module = path.replace("self_attention_global.", "self_attention.").replace(
+                    "self_attention_sliding.", "self_attention.").replace("experts.experts.", "experts.")
+                names += [f"{mp}decoder.layers.{l}.{module}.adapter.linear_{w}.weight" for w in ("in", "out")]
+    return names
+
+
 def peft_section(case):
     """The LoRA dataclass as MB's ConfigContainer.to_yaml serialises it (megatron.training ConfigContainerBase.
     _convert_value_to_dict: `_target_`, then every field not starting with `_`, sets kept as sets, so the PEFT
     base's params_to_save -- the trainable parameter names set_params_to_save collected -- dumps as !!set)."""
     target = case["peft_target"]
     section = {"_target_": target, "target_modules": list(case["targets"]), "exclude_modules": [],
-               "canonical_mapping": {}, "params_to_save": set(case["params_to_save"]), "dim": case["rank"],
-               "alpha": case["alpha"], "dropout": 0.0, "dropout_position": "pre"}
+               "canonical_mapping": {}, "dim": case["rank"], "alpha": case["alpha"], "dropout": 0.0,
+               "dropout_position": "pre"}
+    if case["params_to_save"]:
+        section["params_to_save"] = set(case["trainable"])
     if target.endswith(".dora.DoRA"):
         section.update(lora_A_init_method="xavier", lora_B_init_method="zero")
         return section
@@ -257,7 +274,7 @@ def write_case(case):
     latest = open(os.path.join(case["base"], "latest_checkpointed_iteration.txt")).read().strip()
     base_iter = os.path.join(case["base"], f"iter_{int(latest):07d}")
     sd, reference = sharded(case, geo)
-    case["params_to_save"] = sorted(("module." + k) for k in reference)  # DDP-wrapped names, as named_parameters
+    case["trainable"] = trainable_names(case, geo)
     if case["form"] == "full":
         sd.update(base_sharded(base_iter))
     sd.update(checkpoint_version=3.0, iteration=case["iteration"])

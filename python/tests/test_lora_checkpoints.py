@@ -58,6 +58,16 @@ def test_lora_export_writes_the_peft_tensors_of_the_megatron_adapters(lora, name
         assert not cfg.get("target_parameters")
 
 
+def test_lora_export_reads_the_run_config_megatron_bridge_writes_with_params_to_save_as_a_set(lora):
+    """MB's ConfigContainer.to_yaml keeps the PEFT dataclass's params_to_save (the trainable parameter names
+    set_params_to_save collects before training) as a Python set: yaml.safe_dump writes `!!set`, which
+    yaml.safe_load reads back. The export is the one of the same adapter without that field."""
+    text = (lora.adapter("31b-params-to-save")[0] / "iter_0000100" / "run_config.yaml").read_text()
+    assert "params_to_save: !!set" in text
+    a, b = lora.export("31b-params-to-save"), lora.export("31b-tp1")
+    assert (a / "adapter_model.safetensors").read_bytes() == (b / "adapter_model.safetensors").read_bytes()
+
+
 @pytest.mark.parametrize("structure", ["e2b", "e4b", "31b", "26b", "e4b-vla", "26b-vl"])
 def test_tp1_and_tp2_chunkings_export_byte_identical_files(lora, structure):
     """The same adapter saved as TP=1 and as TP=2 (A on the rank axis or columns, B on rows, fc1 B as gate and up
@@ -75,8 +85,8 @@ def test_legacy_2d_shared_expert_layout_exports_as_the_expert_axis_layout(lora):
 
 
 @pytest.mark.parametrize("name", ["e2b-tp1", "e4b-vla-tp2", "31b-tp1", "26b-tp2", "26b-per-expert", "26b-vl-tp1",
-                                  "e2b-fp32", "e4b-fp32", "31b-causal-fp32", "26b-causal-fp32", "26b-fp32-per-expert",
-                                  "31b-full"])
+                                  "e2b-fp32", "e4b-fp32", "31b-causal-cast-fp32", "26b-causal-cast-fp32",
+                                  "26b-cast-fp32-per-expert", "31b-full"])
 def test_lora_merge_gives_w_plus_s_b_a_and_copies_the_rest(lora, name):
     """lora-merge of the adapter onto its HF base: each targeted tensor within fp32 noise (1e-6) / 1 bf16 ulp of
     float64 W + s·B·A rounded once; every other tensor, the key set, the dtypes and config.json unchanged."""

@@ -35,7 +35,7 @@ def peft_model(lora, name, dtype):
 
 
 LOADS = ["e2b-tp1", "e4b-tp1", "31b-tp1", "26b-tp1", "e4b-vla-tp1", "26b-vl-tp2", "26b-per-expert",
-         "31b-causal-fp32", "26b-causal-fp32", "31b-vlmlora"]
+         "31b-causal-cast-fp32", "26b-causal-cast-fp32", "31b-vlmlora"]
 
 
 @pytest.mark.parametrize("name", LOADS)
@@ -54,12 +54,13 @@ def test_peft_loads_our_export_with_no_missing_or_unexpected_key_and_wraps_no_to
 
 
 @pytest.mark.parametrize("name", ["e2b-tp1", "e4b-vla-tp1", "31b-tp1", "26b-tp1", "26b-per-expert", "26b-vl-tp1",
-                                  "e2b-fp32", "e4b-fp32", "31b-causal-fp32", "26b-causal-fp32", "26b-fp32-per-expert"])
+                                  "e2b-fp32", "e4b-fp32", "31b-causal-cast-fp32", "26b-causal-cast-fp32",
+                                  "26b-cast-fp32-per-expert"])
 def test_peft_merge_and_unload_equals_our_lora_merge(lora, name):
-    """In the base's dtype: fp32 within 1e-6 relative, bf16 within 1 ulp (PEFT rounds an expert delta to bf16
+    """In the base's stored dtype: fp32 within 1e-6 relative, bf16 within 1 ulp (PEFT rounds an expert delta to bf16
     before adding it; our merge rounds once)."""
     _, hf, ref = lora.adapter(name)
-    dtype = torch.float32 if "fp32" in name else torch.bfloat16
+    dtype = load_tensors(hf)[next(p for p in hf_linear_modules(hf) if "layers.0." in p) + ".weight"].dtype  # as stored
     merged = peft_model(lora, name, dtype).merge_and_unload().state_dict()
     ours = load_tensors(lora.merge(name))
     assert set(ours) <= set(merged)
@@ -68,7 +69,8 @@ def test_peft_merge_and_unload_equals_our_lora_merge(lora, name):
         assert_close_to(t, merged[k], k, rounded_delta=deltas[k] if k.endswith(("experts.gate_up_proj", "experts.down_proj")) else None)
 
 
-@pytest.mark.parametrize("name", ["e2b-fp32", "e4b-fp32", "31b-causal-fp32", "26b-causal-fp32", "26b-fp32-per-expert"])
+@pytest.mark.parametrize("name", ["e2b-fp32", "e4b-fp32", "31b-causal-cast-fp32", "26b-causal-cast-fp32",
+                                  "26b-cast-fp32", "26b-cast-fp32-per-expert"])
 def test_peft_unmerged_forward_equals_our_forward_over_the_merged_checkpoint(lora, tmp_path, name):
     """fp32 logits: PEFT adds s·B·A·x beside each base linear (and beside each expert's matmul); our forward runs
     the merged weights. Cosine >= 0.999999."""
@@ -91,13 +93,13 @@ def test_peft_reads_the_expert_packing_the_suite_states(tmp_path, lora):
     (experts rank-major, gate_up_proj under experts.base_layer) load into PEFT with no key left over and merge to
     W + s·B_e·A_e per expert (a swapped expert/rank order, r = 4 and E = 6, would not)."""
     from safetensors.torch import save_file
-    _, hf, ref = lora.adapter("26b-fp32-per-expert")
+    _, hf, ref = lora.adapter("26b-cast-fp32-per-expert")
     linear, experts = expected_pairs(ref, hf, hf_linear_modules(hf))
     (tmp_path / "a").mkdir()
     save_file(expected_peft_state(linear, experts), tmp_path / "a" / "adapter_model.safetensors")
     (tmp_path / "a" / "adapter_config.json").write_text(json.dumps({
         "peft_type": "LORA", "r": 4, "lora_alpha": 8, "lora_dropout": 0.0,
-        "target_modules": sorted({p.rsplit(".", 1)[1] for p in linear}),
+        "target_modules": r".*language_model\..*\.(q_proj|k_proj|v_proj|gate_proj|up_proj|down_proj)",
         "target_parameters": [f"{p}.{n}" for p in experts for n in ("gate_up_proj", "down_proj")]}))
     model = PeftModel.from_pretrained(base_model(hf, torch.float32), str(tmp_path / "a"))
     result = model.load_adapter(str(tmp_path / "a"), adapter_name="check")
