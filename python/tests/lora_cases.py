@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from conftest import TESTDATA, run_g4
+from conftest import TESTDATA, mcore_tree, run_g4
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NO_PROJ = ["linear_qkv", "linear_fc1", "linear_fc2"]  # 26B: linear_proj adapters sit after the post-norm (A.2)
@@ -54,6 +54,7 @@ def _cases():
         for tp in (1, 2):
             c[f"{s}-tp{tp}"] = dict(structure=s, tp=tp, targets=targets(s), seed=1)
     c["31b-params-to-save"] = dict(structure="31b", seed=1, params_to_save=True)  # same adapter as 31b-tp1
+    c["26b-mcore-0.19-tp2"] = dict(structure="26b", tp=2, targets=NO_PROJ, seed=1, mcore="0.19.2")  # as 26b-tp1
     c["26b-legacy"] = dict(structure="26b", experts="legacy", targets=NO_PROJ, seed=1)  # same values as 26b-tp1
     c["26b-per-expert"] = dict(structure="26b", experts="per-expert", targets=NO_PROJ, seed=2)
     c["26b-vl-per-expert-tp2"] = dict(structure="26b-vl", tp=2, experts="per-expert", targets=NO_PROJ, seed=3)
@@ -110,17 +111,23 @@ class Lora:
         return self._base[structure]
 
     def _write_all(self):
-        todo = []
+        todo = {}
         for name, c in CASES.items():
             # MB's run_config.yaml lists the trainable parameters (PEFT.params_to_save, a !!set); only the case
             # that tests reading it writes the field, so that the other cases test the rest
-            c = {"params_to_save": False, **{k: v for k, v in c.items() if k != "structure"}}
-            todo.append(dict(hf=str(self.hf(CASES[name]["structure"])), base=str(self.base(CASES[name]["structure"])),
-                             out=str(self.root / name), reference=str(self.root / f"{name}.reference.safetensors"), **c))
-        (self.root / "cases.json").write_text(json.dumps(todo))
-        proc = subprocess.run([sys.executable, os.path.join(HERE, "lora_save.py"), str(self.root / "cases.json")],
-                              cwd=HERE, capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+            c = {"params_to_save": False, **{k: v for k, v in c.items() if k not in ("structure", "mcore")}}
+            todo.setdefault(CASES[name].get("mcore", "0.16.1"), []).append(dict(
+                hf=str(self.hf(CASES[name]["structure"])), base=str(self.base(CASES[name]["structure"])),
+                out=str(self.root / name), reference=str(self.root / f"{name}.reference.safetensors"), **c))
+        for version, cases in todo.items():  # one lora_save.py run per megatron-core version
+            env = dict(os.environ)
+            tree = mcore_tree(version)
+            if tree:
+                env["PYTHONPATH"] = os.pathsep.join(p for p in (tree, env.get("PYTHONPATH")) if p)
+            (self.root / f"cases-{version}.json").write_text(json.dumps(cases))
+            proc = subprocess.run([sys.executable, os.path.join(HERE, "lora_save.py"), str(self.root / f"cases-{version}.json")],
+                                  cwd=HERE, env=env, capture_output=True, text=True)
+            assert proc.returncode == 0, proc.stderr[-3000:]
         self._written = True
 
     def adapter(self, name):
@@ -145,9 +152,14 @@ class Lora:
         return out
 
 
+_SESSION = {}  # the test modules each import the fixture: one Lora (one generator run) for the whole session
+
+
 @pytest.fixture(scope="session")
 def lora(tmp_path_factory):
-    return Lora(tmp_path_factory.mktemp("lora"))
+    if "lora" not in _SESSION:
+        _SESSION["lora"] = Lora(tmp_path_factory.mktemp("lora"))
+    return _SESSION["lora"]
 
 
 def load_tensors(path):

@@ -77,6 +77,14 @@ def test_tp1_and_tp2_chunkings_export_byte_identical_files(lora, structure):
         assert (one / f).read_bytes() == (two / f).read_bytes(), f
 
 
+def test_an_adapter_saved_by_megatron_core_0_19_exports_as_the_one_saved_by_0_16(lora):
+    """megatron-core 0.19.2's save (the common state inside DCP, no common.pt) of the same adapter, at TP=2."""
+    ckpt = lora.adapter("26b-mcore-0.19-tp2")[0] / "iter_0000100"
+    assert not (ckpt / "common.pt").exists()
+    a, b = lora.export("26b-mcore-0.19-tp2"), lora.export("26b-tp1")
+    assert (a / "adapter_model.safetensors").read_bytes() == (b / "adapter_model.safetensors").read_bytes()
+
+
 def test_legacy_2d_shared_expert_layout_exports_as_the_expert_axis_layout(lora):
     """Old shared-expert checkpoints store the expert adapter without the E axis ([L, r, in]): accepted, and the
     same export as the same adapter written in every expert slot."""
