@@ -775,3 +775,25 @@ TEST(LoraLayout, QkvTargetsTakeTheBaseWeightsPerGroupRowRuns) {
 
 }  // namespace
 }  // namespace g4::testing
+
+namespace g4::testing {
+namespace {
+
+// A full checkpoint (base weights beside the adapters), named by its iteration directory, exports the same adapter.
+TEST(LoraExport, FullCheckpointWithBaseWeightsByIterationDirExportsTheSameFiles) {
+  ScratchDir d1, d2;
+  SynthOptions o;
+  Synth s = synth("tiny-31b", o);
+  const fs::path r1 = write_root(d1, s, o);
+  // Base weights next to the adapters (values irrelevant: they are never read).
+  s.tensors["language_model.decoder.layers.mlp.linear_fc2.weight"] = {{6, 64, 96}, std::vector<float>(6 * 64 * 96, 0.5f), 1, 0};
+  s.tensors["language_model.embedding.word_embeddings.weight"] = {{8, 64}, std::vector<float>(8 * 64, 0.25f), 0, 0};
+  const fs::path r2 = write_root(d2, s, o);
+  std::string output;
+  ASSERT_EQ(run_g4convert(export_cmd(r1, d1 / "peft", "tiny-31b", "--rank 2 --quiet"), &output), 0) << output;
+  ASSERT_EQ(run_g4convert(export_cmd(r2 / "iter_0000001", d2 / "peft", "tiny-31b", "--rank 2 --quiet"), &output), 0) << output;
+  EXPECT_EQ(read_bytes(d1 / "peft" / "adapter_model.safetensors"), read_bytes(d2 / "peft" / "adapter_model.safetensors"));
+}
+
+}  // namespace
+}  // namespace g4::testing
