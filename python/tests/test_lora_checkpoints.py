@@ -164,3 +164,4 @@ def test_verify_adapter_fails_on_26b_linear_proj_adapters_that_hf_places_before_
     ckpt, hf, _ = lora.adapter("26b-proj")
     proc = run_g4("verify", "--hf", hf, "--adapter", ckpt, "--mcore", lora.base("26b"), "--allow-inexact", check=False)
     assert proc.returncode not in (0, 2), proc.stdout[-2000:] + proc.stderr
+    assert "attention" in proc.stdout.splitlines()[-1], proc.stdout[-2000:]  # where the divergence starts
