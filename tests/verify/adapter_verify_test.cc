@@ -9,14 +9,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <fstream>
+#include <functional>
 #include <map>
+
+#include <nlohmann/json.hpp>
 
 #include <gtest/gtest.h>
 
 #include "convert/hf2mcore.h"
 #include "forward/forward_input.h"
 #include "forward/mcore_adapters.h"
+#include "lora/peft_export.h"
 #include "runtime/dcp/dcp_writer.h"
 #include "test_support.h"
 #include "verify/verify.h"
@@ -57,6 +60,7 @@ struct SynthOptions {
   bool per_expert = false;  // per-expert adapters (else one shared adapter in every slot)
   bool legacy = false;      // shared expert adapters without the E axis
   std::string stray;        // the key of an extra adapter A on a module no LoRA wraps
+  bool pretrained = true;   // run_config.yaml names the base as checkpoint.pretrained_checkpoint
 };
 
 // Rows [first, first + n) of B [out, r] as a new [n, r] factor (A shared).
@@ -187,11 +191,19 @@ MapSource write_adapters(const fs::path& mcore, const fs::path& out, const Synth
   }
   fs::create_directories(out);
   EXPECT_TRUE(dcp::write_dcp(out, write, {}, {}).ok());
-  std::ofstream yaml(out / "run_config.yaml");
-  yaml << "checkpoint:\n  pretrained_checkpoint: " << fs::absolute(mcore).string() << "\npeft:\n  _target_: megatron.bridge.peft.lora.LoRA\n"
-       << "  dim: " << kRank << "\n  alpha: " << kAlpha << "\n  target_modules:\n";
-  for (const std::string& m : so.modules) yaml << "  - " << m << "\n";
-  yaml << "  share_expert_adapters: " << (so.per_expert ? "false" : "true") << "\n";
+  // run_config.yaml: the base's (its model: section), with MB's peft: section and the pretrained checkpoint.
+  auto base_iter = dcp::resolve_iteration_dir(mcore);
+  EXPECT_TRUE(base_iter.ok());
+  std::string yaml = base_iter.ok() ? testing::read_bytes(*base_iter / "run_config.yaml") : "";
+  const size_t at = yaml.find("\ncheckpoint:\n");
+  EXPECT_NE(at, std::string::npos);
+  if (so.pretrained && at != std::string::npos)
+    yaml.insert(at + std::strlen("\ncheckpoint:\n"), "  pretrained_checkpoint: " + fs::absolute(mcore).string() + "\n");
+  yaml += "peft:\n  _target_: megatron.bridge.peft.lora.LoRA\n  dim: " + std::to_string(kRank) + "\n  alpha: " + std::to_string(kAlpha) +
+          "\n  target_modules:\n";
+  for (const std::string& m : so.modules) yaml += "  - " + m + "\n";
+  yaml += std::string("  share_expert_adapters: ") + (so.per_expert ? "false" : "true") + "\n";
+  testing::write_bytes(out / "run_config.yaml", yaml);
   return hf;
 }
 
@@ -343,6 +355,150 @@ TEST_F(AdapterVerify, AnAdapterOnAModuleTheForwardDoesNotWrapIsRefusedNamingItsK
   auto none = forward::McoreAdapters::open(*mc, std::shared_ptr<const dcp::Checkpoint>(std::move(*base_ckpt)), {kAlpha, true});
   ASSERT_FALSE(none.ok());
   EXPECT_NE(none.status().message().find("no LoRA adapter"), std::string::npos) << none.status().message();
+}
+
+
+// ---- verify --adapter through the CLI: lora-export's output (or a PEFT directory) against the Megatron adapters.
+
+// Runs verify with `args` after "--hf <tiny name>", writing the JSON report; returns the exit code.
+int verify_cli(const std::string& name, const std::string& args, const fs::path& report, nlohmann::json* json, std::string* out) {
+  const int rc = testing::run_g4convert("verify --hf " + tiny(name).string() + " " + args + " --report " + report.string() + " --force", out);
+  if (json && fs::exists(report)) *json = nlohmann::json::parse(testing::read_bytes(report));
+  return rc;
+}
+
+// Exports `adapters` with lora-export into `out` (fp32).
+void export_peft(const fs::path& adapters, const std::string& name, const fs::path& out, bool allow_inexact = false) {
+  lora::PeftExportOptions e;
+  e.adapter = adapters;
+  e.out = out;
+  e.reference_hf = tiny(name);
+  e.allow_inexact = allow_inexact;
+  auto r = lora::export_peft_adapter(e);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+}
+
+// Edits f32 tensor `key` of a safetensors file in place: edit(values, shape).
+void edit_safetensors(const fs::path& file, const std::string& key, const std::function<void(std::vector<float>&, const Shape&)>& edit) {
+  std::string bytes = testing::read_bytes(file);
+  uint64_t n = 0;
+  std::memcpy(&n, bytes.data(), 8);
+  const nlohmann::json header = nlohmann::json::parse(bytes.substr(8, n));
+  ASSERT_TRUE(header.contains(key)) << key << " not in " << file;
+  const auto& t = header[key];
+  ASSERT_EQ(t["dtype"], "F32");
+  const size_t begin = 8 + n + t["data_offsets"][0].get<size_t>(), end = 8 + n + t["data_offsets"][1].get<size_t>();
+  std::vector<float> v((end - begin) / 4);
+  std::memcpy(v.data(), bytes.data() + begin, end - begin);
+  edit(v, t["shape"].get<Shape>());
+  std::memcpy(bytes.data() + begin, v.data(), end - begin);
+  testing::write_bytes(file, bytes);
+}
+
+TEST_F(AdapterVerify, CliFaithfulExportPassesOnDenseKvSharedAndMoeModelsWithTheBaseFromRunConfig) {
+  struct Case {
+    const char* model;
+    SynthOptions so;
+  };
+  SynthOptions dense, moe_shared, moe_per_expert;
+  dense.modules = kAllModules;
+  moe_shared.modules = moe_per_expert.modules = {"linear_qkv", "linear_fc1", "linear_fc2"};
+  moe_per_expert.per_expert = true;
+  for (const Case& c : {Case{"tiny-31b", dense}, Case{"tiny-e4b", dense}, Case{"tiny-26b-a4b", moe_shared}, Case{"tiny-26b-a4b", moe_per_expert}}) {
+    const std::string what = std::string(c.model) + (c.so.per_expert ? " per-expert" : "");
+    const fs::path m = dir_ / c.model;
+    if (!fs::exists(m)) convert(c.model);
+    const fs::path lora = dir_ / (what + "-lora");
+    write_adapters(m, lora, c.so);
+    nlohmann::json j;
+    std::string out;
+    EXPECT_EQ(verify_cli(c.model, "--adapter '" + lora.string() + "'", dir_ / "r.json", &j, &out), 0) << what << "\n" << out;
+    EXPECT_TRUE(j.value("passed", false)) << what;
+    EXPECT_EQ(j["adapter"]["megatron_base"], fs::absolute(m).string()) << what;
+    for (const auto& l : j["layers"]) EXPECT_GE(l["residual"]["cosine"].get<double>(), 0.999999) << what;
+  }
+}
+
+TEST_F(AdapterVerify, CliMcoreNamesTheBaseOfAnAdapterOnlyCheckpointWithoutPretrainedCheckpoint) {
+  const fs::path m = convert("tiny-31b");
+  SynthOptions so;
+  so.pretrained = false;
+  write_adapters(m, dir_ / "lora", so);
+  std::string out;
+  EXPECT_EQ(verify_cli("tiny-31b", "--adapter " + (dir_ / "lora").string(), dir_ / "r.json", nullptr, &out), 2) << out;
+  EXPECT_NE(out.find("give --mcore"), std::string::npos) << out;
+  nlohmann::json j;
+  EXPECT_EQ(verify_cli("tiny-31b", "--adapter " + (dir_ / "lora").string() + " --mcore " + m.string(), dir_ / "r.json", &j, &out), 0) << out;
+  EXPECT_EQ(j["adapter"]["megatron_base_from"], "--mcore");
+}
+
+TEST_F(AdapterVerify, CliPeftDirectoryWithQAndKRowsSwappedFailsAtThatLayersAttention) {
+  const fs::path m = convert("tiny-31b");
+  write_adapters(m, dir_ / "lora", {});
+  export_peft(dir_ / "lora", "tiny-31b", dir_ / "peft");
+  std::string out;
+  // Given directly, a PEFT directory needs the Megatron checkpoint holding the same adapters.
+  EXPECT_EQ(verify_cli("tiny-31b", "--adapter " + (dir_ / "peft").string(), dir_ / "r.json", nullptr, &out), 2) << out;
+  nlohmann::json j;
+  const std::string args = "--adapter " + (dir_ / "peft").string() + " --mcore " + (dir_ / "lora").string();
+  EXPECT_EQ(verify_cli("tiny-31b", args, dir_ / "r.json", &j, &out), 0) << "the untouched export\n" << out;
+  // Layer 3's first q row and first k row of B exchanged.
+  const std::string p = "base_model.model.model.language_model.layers.3.self_attn.";
+  std::vector<float> q_row;
+  edit_safetensors(dir_ / "peft" / lora::kAdapterWeightsFile, p + "q_proj.lora_B.weight", [&](std::vector<float>& v, const Shape& s) {
+    q_row.assign(v.begin(), v.begin() + s[1]);
+  });
+  edit_safetensors(dir_ / "peft" / lora::kAdapterWeightsFile, p + "k_proj.lora_B.weight", [&](std::vector<float>& v, const Shape& s) {
+    std::vector<float> k_row(v.begin(), v.begin() + s[1]);
+    std::copy(q_row.begin(), q_row.end(), v.begin());
+    q_row = k_row;
+  });
+  edit_safetensors(dir_ / "peft" / lora::kAdapterWeightsFile, p + "q_proj.lora_B.weight",
+                   [&](std::vector<float>& v, const Shape&) { std::copy(q_row.begin(), q_row.end(), v.begin()); });
+  EXPECT_EQ(verify_cli("tiny-31b", args, dir_ / "r.json", &j, &out), 1) << out;
+  EXPECT_EQ(j["first_divergent_layer"], 3) << out;
+  EXPECT_EQ(j["first_divergent_block"], "attention") << out;
+}
+
+TEST_F(AdapterVerify, CliPeftExpertColumnsPackedExpertMajorFailAtThatLayersExperts) {
+  const fs::path m = convert("tiny-26b-a4b");
+  SynthOptions so;
+  so.modules = {"linear_fc1", "linear_fc2"};
+  so.per_expert = true;
+  write_adapters(m, dir_ / "lora", so);
+  export_peft(dir_ / "lora", "tiny-26b-a4b", dir_ / "peft");
+  // Layer 4's gate_up lora_B [2I, E·r] with its columns in MB's expert-major order (e·r+k) instead of k·E+e.
+  edit_safetensors(dir_ / "peft" / lora::kAdapterWeightsFile, "base_model.model.model.language_model.layers.4.experts.base_layer.lora_B.weight",
+                   [&](std::vector<float>& v, const Shape& s) {
+                     const int64_t cols = s[1], E = cols / kRank;
+                     std::vector<float> w(v.size());
+                     for (int64_t row = 0; row < s[0]; ++row)
+                       for (int64_t e = 0; e < E; ++e)
+                         for (int64_t k = 0; k < kRank; ++k) w[static_cast<size_t>(row * cols + e * kRank + k)] = v[static_cast<size_t>(row * cols + k * E + e)];
+                     v = w;
+                   });
+  nlohmann::json j;
+  std::string out;
+  EXPECT_EQ(verify_cli("tiny-26b-a4b", "--adapter " + (dir_ / "peft").string() + " --mcore " + (dir_ / "lora").string(), dir_ / "r.json", &j, &out), 1)
+      << out;
+  EXPECT_EQ(j["first_divergent_layer"], 4) << out;
+  EXPECT_EQ(j["first_divergent_block"], "experts") << out;
+}
+
+TEST_F(AdapterVerify, CliLinearProjOf26BNeedsAllowInexactThenShowsItsDivergenceAtLayerZeroAttention) {
+  const fs::path m = convert("tiny-26b-a4b");
+  SynthOptions so;
+  so.modules = {"linear_qkv", "linear_proj"};
+  write_adapters(m, dir_ / "lora", so);
+  std::string out;
+  EXPECT_EQ(verify_cli("tiny-26b-a4b", "--adapter " + (dir_ / "lora").string(), dir_ / "r.json", nullptr, &out), 2) << out;
+  EXPECT_NE(out.find("--allow-inexact"), std::string::npos) << out;
+  nlohmann::json j;
+  EXPECT_EQ(verify_cli("tiny-26b-a4b", "--adapter " + (dir_ / "lora").string() + " --allow-inexact", dir_ / "r.json", &j, &out), 1) << out;
+  EXPECT_FALSE(j.value("passed", true));
+  EXPECT_EQ(j["first_divergent_layer"], 0) << out;
+  EXPECT_EQ(j["first_divergent_block"], "attention") << out;
+  EXPECT_FALSE(j["adapter"]["warnings"].empty()) << out;
 }
 
 }  // namespace
