@@ -155,7 +155,12 @@ class Deriver {
 
     const int a = static_cast<int>(layout.adapters.size());
     layout.adapters.push_back(ad);
-    if (post_norm_module(param.rule->megatron)) layout.post_norm_linear_proj.push_back(ad.module);
+    if (post_norm_module(param.rule->megatron))
+      layout.inexact.push_back({ad.module, "Megatron-Bridge adds it after the post-attention norm (TERowParallelLinearLayerNorm), "
+                                           "an HF o_proj LoRA before it"});
+    if (base.ends_with(".router"))
+      layout.inexact.push_back({ad.module, "Megatron-Bridge's LoRATopKRouter feeds the adapter the router's raw input, while "
+                                           "Gemma4TopKRouter.gating (and HF's router.proj) normalises and scales it first"});
     add_targets(a, layout);
     return {};
   }

@@ -68,9 +68,14 @@ struct AdapterLayout {
   std::vector<UntrainedRows> untrained;
   int64_t rank = 0;                              // the adapter_config.json r: settings.dim
   std::map<std::string, int64_t> rank_pattern;   // HF target path -> rank, where it differs from `rank`
-  // 26B-A4B linear_proj adapters: MB adds them after the post-attention norm (TERowParallelLinearLayerNorm),
-  // which no HF o_proj LoRA reproduces (lora-peft.md A.2). The modules affected, empty when none.
-  std::vector<std::string> post_norm_linear_proj;
+  // Adapters whose MB forward no PEFT LoRA reproduces, empty when none: 26B-A4B linear_proj (MB adds it after the
+  // post-attention norm of TERowParallelLinearLayerNorm, lora-peft.md A.2) and the router (MB's LoRATopKRouter
+  // feeds the adapter the router's raw input; HF's router.proj sees it normalised and scaled).
+  struct Inexact {
+    std::string module;
+    std::string why;
+  };
+  std::vector<Inexact> inexact;
   bool has_expert_targets() const;
 };
 

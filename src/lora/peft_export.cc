@@ -172,12 +172,13 @@ Result<PeftExportSummary> export_peft_adapter(const PeftExportOptions& options) 
   G4_ASSIGN_OR_RETURN(convert::ConversionPlan plan, convert::build_plan(config, {}, prefix));
   G4_ASSIGN_OR_RETURN(AdapterLayout layout, derive_adapter_layout(*ckpt, plan, config, settings));
 
-  if (!layout.post_norm_linear_proj.empty()) {
-    const std::string why = "LoRA on " + join_modules(layout.post_norm_linear_proj) +
-                            ": Megatron-Bridge adds it after the post-attention norm (TERowParallelLinearLayerNorm), an HF "
-                            "o_proj LoRA before it, so no PEFT adapter reproduces the trained model";
-    if (!options.allow_inexact) return Status::invalid_argument(where + ": " + why + " (--allow-inexact exports it anyway)");
-    summary.warnings.push_back(where + ": " + why + "; exported as o_proj LoRA because of --allow-inexact");
+  // One line per reason, naming the first module and how many more.
+  std::map<std::string, std::vector<std::string>> inexact;
+  for (const AdapterLayout::Inexact& x : layout.inexact) inexact[x.why].push_back(x.module);
+  for (const auto& [why, modules] : inexact) {
+    const std::string line = "LoRA on " + join_modules(modules) + ": " + why + ", so no PEFT adapter reproduces the trained model";
+    if (!options.allow_inexact) return Status::invalid_argument(where + ": " + line + " (--allow-inexact exports it anyway)");
+    summary.warnings.push_back(where + ": " + line + "; exported anyway because of --allow-inexact");
   }
   G4_RETURN_IF_ERROR(check_adapters(*ckpt, layout, settings, summary.warnings));
 
