@@ -27,6 +27,7 @@ void add_hf2mcore_command(CLI::App& app, const GlobalOptions& global, int& exit_
 void add_mcore2hf_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
 void add_roundtrip_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
 void add_lora_export_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
+void add_lora_merge_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
 
 void add_verify_command(CLI::App& app, const GlobalOptions& global, int& exit_code);
 

@@ -58,6 +58,7 @@ int run(int argc, char** argv) {
   add_mcore2hf_command(app, global, exit_code);
   add_roundtrip_command(app, global, exit_code);
   add_lora_export_command(app, global, exit_code);
+  add_lora_merge_command(app, global, exit_code);
   add_verify_command(app, global, exit_code);
   add_presets_command(app, global, exit_code);
   add_version_command(app, exit_code);
