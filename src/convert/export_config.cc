@@ -45,6 +45,7 @@ struct OwnConfig {
   gemma4::ModelConfig config;
   std::string source;
   std::vector<std::string> warnings;
+  std::vector<std::string> unstated;  // fields run_config.yaml does not record (defaults were written)
 };
 
 // The checkpoint's own description, if it has one.
@@ -59,7 +60,7 @@ Result<std::optional<OwnConfig>> own_config(const dcp::Checkpoint& ckpt) {
   G4_ASSIGN_OR_RETURN(json run_config, read_yaml_file(yaml));
   G4_ASSIGN_OR_RETURN(RecoveredConfig recovered, hf_config_from_run_config(run_config, yaml.string(), ckpt.metadata()));
   G4_ASSIGN_OR_RETURN(gemma4::ModelConfig c, gemma4::parse_config_json(recovered.hf, yaml.string() + " (as config.json)"));
-  OwnConfig own{std::move(c), yaml.string(), {}};
+  OwnConfig own{std::move(c), yaml.string(), {}, recovered.unrecoverable};
   auto join = [](const std::vector<std::string>& v) {
     std::string s;
     for (const std::string& x : v) s += (s.empty() ? "" : ", ") + x;
@@ -75,9 +76,14 @@ Result<std::optional<OwnConfig>> own_config(const dcp::Checkpoint& ckpt) {
 
 }  // namespace
 
-std::string first_architecture_difference(const gemma4::ModelConfig& a, const gemma4::ModelConfig& b) {
+std::string first_architecture_difference(const gemma4::ModelConfig& a, const gemma4::ModelConfig& b,
+                                         const std::vector<std::string>& unstated) {
   if (a.form != b.form) return std::string("form: ") + std::string(gemma4::form_name(a.form)) + " vs " + std::string(gemma4::form_name(b.form));
-  const json ta = gemma4::text_config_to_json(a.text), tb = gemma4::text_config_to_json(b.text);
+  json ta = gemma4::text_config_to_json(a.text), tb = gemma4::text_config_to_json(b.text);
+  for (std::string field : unstated) {
+    if (field.starts_with("text_config.")) field = field.substr(12);
+    ta.erase(field), tb.erase(field);
+  }
   const std::string text_path = a.form == gemma4::ModelForm::kConditional ? "text_config." : "";
   if (std::string d = first_difference(ta, tb, text_path, /*require_both=*/true); !d.empty()) return d;
   for (auto [name, va, vb] : {std::tuple{"vision_config", &a.vision_config, &b.vision_config}, {"audio_config", &a.audio_config, &b.audio_config}}) {
@@ -108,7 +114,8 @@ Result<ExportConfig> select_export_config(const dcp::Checkpoint& ckpt, const Exp
   const bool text_mode = own && out.config.form == gemma4::ModelForm::kConditional && own->config.form == gemma4::ModelForm::kCausal &&
                          language_prefix(ckpt) == std::optional<std::string>("");
   if (own)
-    if (std::string d = first_architecture_difference(text_mode ? text_model_config(out.config) : out.config, own->config); !d.empty()) {
+    if (std::string d = first_architecture_difference(text_mode ? text_model_config(out.config) : out.config, own->config, own->unstated);
+        !d.empty()) {
       out.disagreement = explicit_path->string() + " and " + own->source + " disagree on " + d;
       if (!options.disagreement_is_reported) return Status::mismatch(out.disagreement);
     }

@@ -36,7 +36,9 @@ Result<ExportConfig> select_export_config(const dcp::Checkpoint& ckpt, const Exp
 
 // The first architecture field (text config, form, tower configs; token ids, dtype and initializer_range
 // excluded) on which `a` and `b` differ, as "text_config.hidden_size: 64 vs 128"; empty when they agree.
-std::string first_architecture_difference(const gemma4::ModelConfig& a, const gemma4::ModelConfig& b);
+// `unstated`: fields one side only defaulted (a run_config.yaml does not record them), not compared.
+std::string first_architecture_difference(const gemma4::ModelConfig& a, const gemma4::ModelConfig& b,
+                                          const std::vector<std::string>& unstated = {});
 
 inline constexpr const char* kRunConfigFile = "run_config.yaml";
 

@@ -235,8 +235,7 @@ Result<RecoveredConfig> hf_config_from_run_config(const json& run_config, const 
     G4_ASSIGN_OR_RETURN(t["moe_intermediate_size"], field("moe_ffn_hidden_size", dim(fc1, 1, 2), 704));
     G4_ASSIGN_OR_RETURN(t["intermediate_size"],
                         field("moe_shared_expert_intermediate_size", dim(shapes.layer("mlp.shared_experts.linear_fc1.weight"), 0, 2), 2112));
-    t["hidden_size_per_layer_input"] = 0;
-    t["vocab_size_per_layer_input"] = t["vocab_size"];
+    t["hidden_size_per_layer_input"] = 0;  // vocab_size_per_layer_input: below, from the text_config node if any
     t["num_kv_shared_layers"] = 0;
     t["use_double_wide_mlp"] = false;
   } else {
@@ -276,6 +275,16 @@ Result<RecoveredConfig> hf_config_from_run_config(const json& run_config, const 
     out.unrecoverable.push_back(cls->vl ? std::string("text_config.") + key : std::string(key));
   }
   if (text_node.is_object() && text_node.contains("use_cache")) t["use_cache"] = text_node.at("use_cache");
+  // The MoE providers have no per-layer embedding, so no field for its vocabulary (inert without one); a VL
+  // provider's text_config node may state it, else transformers' default is written.
+  if (!t.contains("vocab_size_per_layer_input")) {
+    if (text_node.is_object() && text_node.contains("vocab_size_per_layer_input")) {
+      t["vocab_size_per_layer_input"] = text_node.at("vocab_size_per_layer_input");
+    } else {
+      t["vocab_size_per_layer_input"] = 262144;
+      out.unrecoverable.push_back(cls->vl ? "text_config.vocab_size_per_layer_input" : "vocab_size_per_layer_input");
+    }
+  }
 
   if (!cls->vl) {
     t["architectures"] = json::array({"Gemma4ForCausalLM"});

@@ -202,6 +202,9 @@ void check_collection_tag(const std::string& tag, bool sequence, const YAML::Mar
   if (tag == "?" || tag == "!") return;
   if (tag == std::string(kCoreTag) + (sequence ? "seq" : "map")) return;
   if (sequence && tag == std::string(kCoreTag) + "python/tuple") return;  // PyYAML's full dumper: a list here
+  // safe_dump writes a Python set (MB's LoRA params_to_save) as a !!set mapping of keys to null; safe_load reads it
+  // back as a set. Kept as that mapping: the keys are the members.
+  if (!sequence && tag == std::string(kCoreTag) + "set") return;
   fail(mark, "tag '" + tag + "' is not one yaml.safe_load accepts" +
                  (tag.find("python/") != std::string::npos ? " (it would run code to construct a Python object)" : ""));
 }

@@ -10,6 +10,7 @@
 #include "convert/mcore2hf.h"
 #include "convert/provider_config.h"
 #include "convert/roundtrip.h"
+#include "gemma4/synth.h"
 #include "runtime/yaml_reader.h"
 #include "test_support.h"
 
@@ -91,6 +92,30 @@ TEST(Mcore2hfWithoutHfConfig, FieldsTheProviderCannotHoldAreNamedAndTakenFromCon
   RoundtripReport report;
   ASSERT_OK(compare_hf_checkpoints(tiny("tiny-e4b-vla"), dir.path() / "b", report));
   EXPECT_TRUE(report.config_differences.empty()) << report.config_differences[0].item;
+}
+
+// A causal text checkpoint's run_config.yaml records neither use_bidirectional_attention nor (MoE) the inert
+// vocab_size_per_layer_input; its own source config, given as the reference, must not be refused over them.
+TEST(Mcore2hfWithoutHfConfig, TheSourceConfigAgreesOnEverythingRunConfigRecords) {
+  ScratchDir dir;
+  gemma4::SynthOptions synth;
+  synth.preset = "tiny-26b-a4b";
+  synth.out = dir.path() / "causal";
+  ASSERT_OK(gemma4::synth_checkpoint(synth));
+  json text = json::parse(testing::read_bytes(dir.path() / "causal" / "config.json"));
+  text["use_bidirectional_attention"] = "vision";
+  text["vocab_size_per_layer_input"] = 262143;
+  testing::write_bytes(dir.path() / "causal" / "config.json", text.dump(2));
+  Hf2McoreOptions o;
+  o.hf = dir.path() / "causal";
+  o.out = dir.path() / "m";
+  ASSERT_OK(hf2mcore(o));
+  fs::remove(dir.path() / "m" / "iter_0000000" / kHfConfigFile);
+  auto r = export_hf(dir.path() / "m", dir.path() / "hf", dir.path() / "causal" / "config.json");
+  ASSERT_OK(r);
+  auto back = gemma4::load_config((dir.path() / "hf" / "config.json").string());
+  ASSERT_OK(back);
+  EXPECT_EQ(back->text.vocab_size_per_layer_input, 262143) << "the given config's value";
 }
 
 TEST(Mcore2hfWithoutHfConfig, AConfigThatDisagreesWithRunConfigIsRefusedNamingTheFieldAndBothValues) {
@@ -195,7 +220,7 @@ TEST(ProviderConfig, MegatronBridgeMoeVlFieldsAndItsHfConfigNodeFormBecomeTheHfC
                              // MB 0.6.2: a PreTrainedConfig as its class and fields (no from_dict, no config_dict).
                              {"text_config", {{"_target_", "transformers.models.gemma4.configuration_gemma4.Gemma4TextConfig"},
                                               {"pad_token_id", 0}, {"bos_token_id", 2}, {"eos_token_id", 1},
-                                              {"use_bidirectional_attention", "vision"}}},
+                                              {"use_bidirectional_attention", "vision"}, {"vocab_size_per_layer_input", 96}}},
                              {"vision_config", {{"_target_", "transformers.models.gemma4.configuration_gemma4.Gemma4VisionConfig"},
                                                 {"hidden_size", 32}}},
                              {"audio_config", nullptr}}}};
@@ -213,6 +238,7 @@ TEST(ProviderConfig, MegatronBridgeMoeVlFieldsAndItsHfConfigNodeFormBecomeTheHfC
   EXPECT_EQ(hf["vision_config"], (json{{"hidden_size", 32}}));
   EXPECT_TRUE(hf["audio_config"].is_null());
   EXPECT_EQ(hf["image_token_id"], 4);
+  EXPECT_EQ(hf["text_config"]["vocab_size_per_layer_input"], 96) << "no MoE provider field: the text_config node's";
   EXPECT_EQ(r->unrecoverable, (std::vector<std::string>(std::begin(kTowerTokenIds), std::end(kTowerTokenIds))));
 }
 

@@ -71,6 +71,15 @@ TEST(YamlReader, BlockAndFlowCollectionsAndTuplesBecomeJson) {
   EXPECT_EQ(j["model"]["t"], json::array({1, 2}));
 }
 
+// safe_dump's form of a Python set (Megatron-Bridge's LoRA params_to_save): a !!set mapping of members to null.
+TEST(YamlReader, ASetAsSafeDumpWritesItIsAMappingOfItsMembers) {
+  const json j = parsed("peft:\n  params_to_save: !!set\n    decoder.layers.0.mlp.linear_fc1.adapter.linear_in.weight: null\n    b: null\n");
+  ASSERT_TRUE(j["peft"]["params_to_save"].is_object());
+  EXPECT_EQ(j["peft"]["params_to_save"].size(), 2u);
+  EXPECT_TRUE(j["peft"]["params_to_save"]["b"].is_null());
+  EXPECT_EQ(error_of("a: !!set [1, 2]\n"), "bad.yaml:1: tag 'tag:yaml.org,2002:set' is not one yaml.safe_load accepts");
+}
+
 TEST(YamlReader, AnchorsAndAliasesExpand) {
   const json j = parsed("a: &x {k: [1, 2]}\nb: *x\n");
   EXPECT_EQ(j["a"], j["b"]);
