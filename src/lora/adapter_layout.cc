@@ -57,6 +57,7 @@ class Deriver {
   Result<AdapterLayout> run() {
     AdapterLayout layout;
     layout.plan = &plan_;
+    layout.text_prefix = config_.text_prefix();
     layout.rank = settings_.dim;
     std::set<std::string> pending;
     for (const auto& [key, entry] : ckpt_.metadata().tensors) {
@@ -276,20 +277,17 @@ std::string target_modules_regex(const AdapterLayout& layout) {
   // layer is written with \d+, else with its layer list (so no module HF may build on other layers is wrapped).
   int64_t num_layers = 0;
   for (const HfSlot& s : layout.plan->hf) num_layers = std::max<int64_t>(num_layers, s.layer + 1);
-  std::string text_prefix;
   std::map<std::string, std::set<int>> layers_of;  // suffix -> exported layers
   std::vector<std::string> suffixes, model_level;
   for (const PeftTarget& t : layout.targets) {
     if (!t.parameter.empty()) continue;
-    const size_t at = t.module.find(".layers.");
-    if (t.layer < 0 || at == std::string::npos) {
-      model_level.push_back(t.module);
+    const std::string rest = t.module.substr(layout.text_prefix.size());  // every text module starts with the prefix
+    const std::string layer_part = "layers." + std::to_string(t.layer) + ".";
+    if (t.layer < 0 || !rest.starts_with(layer_part)) {
+      model_level.push_back(rest);
       continue;
     }
-    const std::string layer_part = ".layers." + std::to_string(t.layer) + ".";
-    const size_t lp = t.module.find(layer_part);
-    const std::string suffix = t.module.substr(lp + layer_part.size());
-    text_prefix = t.module.substr(0, lp + 1);
+    const std::string suffix = rest.substr(layer_part.size());
     if (!layers_of.count(suffix)) suffixes.push_back(suffix);
     layers_of[suffix].insert(t.layer);
   }
@@ -306,21 +304,14 @@ std::string target_modules_regex(const AdapterLayout& layout) {
       key = alternation(ids);
     }
     auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == key; });
-    if (it == groups.end()) groups.push_back({key, {}}), it = groups.end() - 1;
+    if (it == groups.end()) it = groups.insert(groups.end(), {key, {}});
     it->second.push_back(regex_escape(suffix));
   }
   std::vector<std::string> alts;
   for (const auto& [key, items] : groups) alts.push_back("layers\\." + key + "\\." + alternation(items));
-  std::string common;
-  if (!text_prefix.empty()) common = text_prefix;
-  for (const std::string& m : model_level) {
-    // Model-level modules (the PLE model projection) share the text prefix "model.[language_model.]".
-    const size_t dot = m.rfind('.');
-    if (common.empty()) common = m.substr(0, dot + 1);
-    alts.push_back(regex_escape(m.substr(dot + 1)));
-  }
+  for (const std::string& m : model_level) alts.push_back(regex_escape(m));  // the PLE model projection
   if (alts.empty()) return "";
-  return "^" + regex_escape(common) + alternation(alts) + "$";
+  return "^" + regex_escape(layout.text_prefix) + alternation(alts) + "$";
 }
 
 std::vector<std::string> target_parameters(const AdapterLayout& layout) {

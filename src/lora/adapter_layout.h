@@ -63,6 +63,7 @@ struct UntrainedRows {
 
 struct AdapterLayout {
   const convert::ConversionPlan* plan = nullptr;
+  std::string text_prefix;  // HF: "model.language_model." (conditional form) or "model." (causal)
   std::vector<MegatronAdapter> adapters;
   std::vector<PeftTarget> targets;  // plan order: layer by layer, q/k/v, o, gate/up, down, ...
   std::vector<UntrainedRows> untrained;
