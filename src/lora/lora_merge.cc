@@ -173,6 +173,17 @@ Result<LoraMergeSummary> merge_into_hf(const PeftAdapter& adapter, const fs::pat
 
 namespace {
 
+// Errors about the scratch copies name what the user gave instead: the scratch directory is gone by then.
+Status in_input_terms(const Status& status, const std::vector<std::pair<fs::path, std::string>>& scratch_names) {
+  if (status.ok()) return status;
+  std::string msg = status.message();
+  for (const auto& [path, shown] : scratch_names) {
+    const std::string from = path.string();
+    for (size_t at = msg.find(from); at != std::string::npos; at = msg.find(from, at + shown.size())) msg.replace(at, from.size(), shown);
+  }
+  return Status(status.code(), msg);
+}
+
 bool is_hf_dir(const fs::path& dir) {
   std::error_code ec;
   return fs::exists(dir / "config.json", ec) &&
@@ -235,7 +246,12 @@ Result<LoraMergeSummary> lora_merge(const LoraMergeOptions& options) {
     for (std::string& w : exported.warnings) summary.warnings.push_back(options.adapter.string() + ": " + w);
     adapter_dir = to_peft.out;
   }
-  G4_ASSIGN_OR_RETURN(const PeftAdapter adapter, PeftAdapter::open(adapter_dir));
+  std::vector<std::pair<fs::path, std::string>> scratch_names;
+  if (!peft_adapter) scratch_names.emplace_back(adapter_dir, options.adapter.string() + " (as exported to PEFT)");
+  if (!hf_base) scratch_names.emplace_back(base_hf, options.base.string() + " (as converted to HF)");
+  Result<PeftAdapter> opened = PeftAdapter::open(adapter_dir);
+  if (!opened.ok()) return in_input_terms(opened.status(), scratch_names);
+  const PeftAdapter& adapter = *opened;
 
   G4_ASSIGN_OR_RETURN(OutputDir out, policy.directory(options.out, looks_like_hf_checkpoint_dir));
   MergeWriteOptions write;
@@ -244,7 +260,7 @@ Result<LoraMergeSummary> lora_merge(const LoraMergeOptions& options) {
   write.threads = options.threads;
   write.progress = options.progress;
   Result<LoraMergeSummary> merged = merge_into_hf(adapter, base_hf, out.temp_path(), write);
-  if (!merged.ok()) return out.in_user_terms(merged.status());
+  if (!merged.ok()) return in_input_terms(out.in_user_terms(merged.status()), scratch_names);
   G4_RETURN_IF_ERROR(out.in_user_terms(out.commit()));
   summary.tensors = merged->tensors;
   summary.merged = merged->merged;

@@ -340,6 +340,17 @@ TEST(LoraMerge, MegatronBaseIsConvertedOnTheWayAndGivesTheSameTensors) {
   ASSERT_OK(summary);
   EXPECT_EQ(summary->base_kind, "megatron");
   expect_tiny_merge(dir / "adapter", tiny("tiny-26b-a4b"), dir / "merged", changed);
+
+  // An error about the converted base names the Megatron checkpoint given, not the scratch copy (gone by then).
+  nlohmann::json config = testing::peft_config(2, 2);
+  config["target_modules"] = {"q_proj"};
+  testing::write_peft_adapter(dir / "causal", config,
+                              {t("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", {2, 64}, 1),
+                               t("base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight", {128, 2}, 2)});
+  auto wrong = merge(dir / "causal", dir / "mcore", dir / "merged2");
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_NE(wrong.status().message().find((dir / "mcore").string() + " (as converted to HF)"), std::string::npos) << wrong.status().message();
+  EXPECT_EQ(wrong.status().message().find("g4convert-lora-merge"), std::string::npos) << wrong.status().message();
 }
 
 TEST(LoraMerge, CliRefusesRankForPeftAdapterAndOutputInsideAnInput) {
