@@ -58,6 +58,8 @@ Result<std::optional<OwnConfig>> own_config(const dcp::Checkpoint& ckpt) {
   const fs::path yaml = iter / kRunConfigFile;
   if (!fs::exists(yaml)) return std::optional<OwnConfig>();
   G4_ASSIGN_OR_RETURN(json run_config, read_yaml_file(yaml));
+  // A run config without a model section (an adapter checkpoint written apart from its base) describes no model.
+  if (!run_config.is_object() || !run_config.contains("model") || run_config.at("model").is_null()) return std::optional<OwnConfig>();
   G4_ASSIGN_OR_RETURN(RecoveredConfig recovered, hf_config_from_run_config(run_config, yaml.string(), ckpt.metadata()));
   G4_ASSIGN_OR_RETURN(gemma4::ModelConfig c, gemma4::parse_config_json(recovered.hf, yaml.string() + " (as config.json)"));
   OwnConfig own{std::move(c), yaml.string(), {}, recovered.unrecoverable};

@@ -153,6 +153,18 @@ TEST(Mcore2hfWithoutHfConfig, ProviderFieldsTheFileLeavesOutComeFromTheTensorSha
   EXPECT_TRUE(report.tensor_differences.empty());
 }
 
+// An adapter checkpoint saved apart from its base has a run_config.yaml with no model section: it describes no
+// model, so --config decides, and without one the error asks for it.
+TEST(Mcore2hfWithoutHfConfig, ARunConfigWithoutAModelSectionDefersToTheGivenConfig) {
+  ScratchDir dir;
+  const fs::path iter = megatron_without_hf_config("tiny-31b", dir.path() / "m");
+  testing::write_bytes(iter / kRunConfigFile, "peft:\n  _target_: megatron.bridge.peft.lora.LoRA\n");
+  auto without = export_hf(dir.path() / "m", dir.path() / "a");
+  ASSERT_FALSE(without.ok());
+  EXPECT_NE(without.status().message().find("--config"), std::string::npos) << without.status().message();
+  ASSERT_OK(export_hf(dir.path() / "m", dir.path() / "b", tiny("tiny-31b") / "config.json"));
+}
+
 TEST(Mcore2hfWithoutHfConfig, ACheckpointWithNeitherFileNamesBothAndTheFlag) {
   ScratchDir dir;
   const fs::path iter = megatron_without_hf_config("tiny-31b", dir.path() / "m");
