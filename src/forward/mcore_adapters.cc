@@ -4,11 +4,20 @@
 #include <set>
 #include <tuple>
 
+#include "mappings/mapping_table.h"
+
 namespace g4::forward {
 
 namespace {
 
-constexpr std::string_view kIn = ".adapter.linear_in.weight", kOut = ".adapter.linear_out.weight";
+constexpr std::string_view kIn = ".linear_in.weight", kOut = ".linear_out.weight";
+
+// MB wraps its own linears in AdapterWrappers (A and B under ".adapter."), plain nn.Linear modules (the PLE gate
+// and projection) in LinearAdapter, an nn.Linear subclass holding A and B beside the weight.
+std::string adapter_stem(const std::string& module) {
+  const bool torch_linear = module.ends_with("per_layer_input_gate") || module.ends_with("per_layer_projection");
+  return torch_linear ? module : module + ".adapter";
+}
 
 // The modules of layer `s` Megatron-Bridge's LoRA can wrap, in data-flow order (forward naming, no ".weight").
 std::vector<std::string> wrappable(const gemma4::LayerSpec& s) {
@@ -39,49 +48,53 @@ Result<std::shared_ptr<McoreAdapters>> McoreAdapters::open(const McoreWeights& b
   const dcp::Checkpoint& c = *out->ckpt_;
   const std::string where = c.iteration_dir().string();
   std::set<std::string> used;
-  for (const gemma4::LayerSpec& s : base.config().text.layers) {
-    for (const std::string& module : wrappable(s)) {
-      const std::string name = "decoder.layers." + std::to_string(s.index) + "." + module;
-      G4_ASSIGN_OR_RETURN(const McoreWeights::Location a, base.locate(c, name + std::string(kIn)));
-      G4_ASSIGN_OR_RETURN(const McoreWeights::Location b, base.locate(c, name + std::string(kOut)));
-      const dcp::TensorEntry* ea = c.find(a.key);
-      const dcp::TensorEntry* eb = c.find(b.key);
-      if (!ea && !eb) continue;
-      if (!ea || !eb)
-        return Status::not_found(where + ": '" + (ea ? a.key : b.key) + "' has no partner '" + (ea ? b.key : a.key) + "'");
-      used.insert(a.key);
-      used.insert(b.key);
-      G4_ASSIGN_OR_RETURN(const Shape w, base.shape(name + ".weight"));
-      Stored st;
-      st.a = a;
-      st.b = b;
-      st.expert_weight = module.starts_with("mlp.experts.");
-      st.out = w[w.size() - 2];
-      st.in = w.back();
-      const size_t lead = a.count ? 1 : 0;
-      // A: [.., (E,) r, in]; the E axis only on expert adapters, absent in MB's legacy shared layout.
-      const size_t own = ea->shape.size() - std::min(ea->shape.size(), lead);
-      if (ea->shape.size() < lead + 2 || own > (st.expert_weight ? 3u : 2u))
-        return Status::mismatch(where + ": '" + a.key + "' has shape " + shape_to_string(ea->shape) + ", not an adapter A of '" +
-                                base.prefix() + name + ".weight' " + shape_to_string(w));
-      st.rank = ea->shape[ea->shape.size() - 2];
-      if (own == 3) st.experts = w[0];
-      st.a_shape = {st.rank, st.in};
-      st.b_shape = {st.out, st.rank};
-      if (st.experts) st.a_shape.insert(st.a_shape.begin(), st.experts), st.b_shape.insert(st.b_shape.begin(), st.experts);
-      for (const auto& [at, entry, shape] : {std::tuple{a, ea, st.a_shape}, std::tuple{b, eb, st.b_shape}})
-        if (entry->shape != with_axis(at, shape) || st.rank <= 0)
-          return Status::mismatch(where + ": '" + at.key + "' has shape " + shape_to_string(entry->shape) + ", the wrapped weight '" +
-                                  base.prefix() + name + ".weight' " + shape_to_string(w) + " and rank " + std::to_string(st.rank) +
-                                  " imply " + shape_to_string(with_axis(at, shape)));
-      out->stored_[name + ".weight"] = st;
-      out->order_.push_back(name + ".weight");
-    }
+  // The model-level linear first (E2B's PLE model projection), then each layer's in data-flow order.
+  std::vector<std::string> names;
+  if (base.config().text.has_ple()) names.push_back("per_layer_model_proj");
+  for (const gemma4::LayerSpec& s : base.config().text.layers)
+    for (const std::string& module : wrappable(s)) names.push_back("decoder.layers." + std::to_string(s.index) + "." + module);
+  for (const std::string& name : names) {
+    G4_ASSIGN_OR_RETURN(const McoreWeights::Location a, base.locate(c, adapter_stem(name) + std::string(kIn)));
+    G4_ASSIGN_OR_RETURN(const McoreWeights::Location b, base.locate(c, adapter_stem(name) + std::string(kOut)));
+    const dcp::TensorEntry* ea = c.find(a.key);
+    const dcp::TensorEntry* eb = c.find(b.key);
+    if (!ea && !eb) continue;
+    if (!ea || !eb)
+      return Status::not_found(where + ": '" + (ea ? a.key : b.key) + "' has no partner '" + (ea ? b.key : a.key) + "'");
+    used.insert(a.key);
+    used.insert(b.key);
+    G4_ASSIGN_OR_RETURN(const Shape w, base.shape(name + ".weight"));
+    Stored st;
+    st.a = a;
+    st.b = b;
+    st.expert_weight = name.find(".mlp.experts.") != std::string::npos;
+    st.out = w[w.size() - 2];
+    st.in = w.back();
+    const size_t lead = a.count ? 1 : 0;
+    // A: [.., (E,) r, in]; the E axis only on expert adapters, absent in MB's legacy shared layout.
+    const size_t own = ea->shape.size() - std::min(ea->shape.size(), lead);
+    if (ea->shape.size() < lead + 2 || own > (st.expert_weight ? 3u : 2u))
+      return Status::mismatch(where + ": '" + a.key + "' has shape " + shape_to_string(ea->shape) + ", not an adapter A of '" +
+                              base.prefix() + name + ".weight' " + shape_to_string(w));
+    st.rank = ea->shape[ea->shape.size() - 2];
+    if (own == 3) st.experts = w[0];
+    st.a_shape = {st.rank, st.in};
+    st.b_shape = {st.out, st.rank};
+    if (st.experts) st.a_shape.insert(st.a_shape.begin(), st.experts), st.b_shape.insert(st.b_shape.begin(), st.experts);
+    for (const auto& [at, entry, shape] : {std::tuple{a, ea, st.a_shape}, std::tuple{b, eb, st.b_shape}})
+      if (entry->shape != with_axis(at, shape) || st.rank <= 0)
+        return Status::mismatch(where + ": '" + at.key + "' has shape " + shape_to_string(entry->shape) + ", the wrapped weight '" +
+                                base.prefix() + name + ".weight' " + shape_to_string(w) + " and rank " + std::to_string(st.rank) +
+                                " imply " + shape_to_string(with_axis(at, shape)));
+    out->stored_[name + ".weight"] = st;
+    out->order_.push_back(name + ".weight");
   }
   // An adapter the forward would not apply must not pass unnoticed (the towers are outside the text forward).
   for (const auto& [key, entry] : c.metadata().tensors) {
     if (!(key.ends_with(kIn) || key.ends_with(kOut)) || used.count(key)) continue;
-    if (key.starts_with(base.prefix() + "decoder.") || key.starts_with(base.prefix() + "embedding."))
+    const bool tower = std::any_of(mappings::kTowerPrefixes.begin(), mappings::kTowerPrefixes.end(),
+                                   [&](std::string_view t) { return key.starts_with(t); });
+    if (key.starts_with(base.prefix()) && !tower)
       return Status::not_supported(where + ": adapter '" + key + "' wraps a module the forward does not adapt");
   }
   if (out->order_.empty()) return Status::not_found(where + ": no LoRA adapter (no '*" + std::string(kIn) + "' key) for the language model");

@@ -87,7 +87,8 @@ Result<Mat> per_layer_inputs(C& c, const Mat& h0, const std::vector<int64_t>& id
   const int64_t D = c.cfg.hidden_size_per_layer_input;
   G4_ASSIGN_OR_RETURN(Mat raw, embed_tokens(c, names.table, ids, D));
   Mat proj;
-  G4_RETURN_IF_ERROR(linear(c, h0, names.projection, proj));
+  // The forward's own adapted_linear (found by argument-dependent lookup on its context): its LoRA, if any, applies.
+  G4_RETURN_IF_ERROR(adapted_linear(c, h0, names.projection, proj));
   c.ops.scale(proj, std::pow(static_cast<float>(c.cfg.hidden_size), -0.5f), c.p);
   G4_RETURN_IF_ERROR(norm(c, proj, names.norm, D));  // one norm over each layer's D slice
   c.ops.add(proj, raw, c.p);

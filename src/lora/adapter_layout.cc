@@ -14,8 +14,13 @@ using convert::MegatronParam;
 
 constexpr std::string_view kWeight = ".weight";
 constexpr std::string_view kAdapter = ".adapter.";
-constexpr std::string_view kLinearIn = ".adapter.linear_in.weight";
-constexpr std::string_view kLinearOut = ".adapter.linear_out.weight";
+constexpr std::string_view kLinearIn = ".linear_in.weight";
+constexpr std::string_view kLinearOut = ".linear_out.weight";
+
+// A key any of MB's LoRA wrappers writes: under ".adapter." (AdapterWrappers) or a LinearAdapter's A or B.
+bool is_adapter_key(const std::string& key) {
+  return key.find(kAdapter) != std::string::npos || key.ends_with(kLinearIn) || key.ends_with(kLinearOut);
+}
 
 std::string dims(const Shape& s) {
   std::string out = "[";
@@ -61,7 +66,7 @@ class Deriver {
     layout.rank = settings_.dim;
     std::set<std::string> pending;
     for (const auto& [key, entry] : ckpt_.metadata().tensors) {
-      if (key.find(kAdapter) == std::string::npos || dcp::is_training_state_key(key)) continue;
+      if (!is_adapter_key(key) || dcp::is_training_state_key(key)) continue;
       G4_RETURN_IF_ERROR(refuse_variant(key, where_));
       pending.insert(key);
     }
@@ -86,8 +91,9 @@ class Deriver {
     ad.param = p;
     ad.module = strip_weight(param.name);
     const gemma4::TextConfig& text = config_.text;
-    ad.a = convert::storage_slot(base + std::string(kLinearIn), param.layer, text, plan_.layer_keys, plan_.prefix);
-    ad.b = convert::storage_slot(base + std::string(kLinearOut), param.layer, text, plan_.layer_keys, plan_.prefix);
+    const mappings::LoraKeySuffixes keys = mappings::lora_key_suffixes(*param.rule);
+    ad.a = convert::storage_slot(base + std::string(keys.a), param.layer, text, plan_.layer_keys, plan_.prefix);
+    ad.b = convert::storage_slot(base + std::string(keys.b), param.layer, text, plan_.layer_keys, plan_.prefix);
     const dcp::TensorEntry* ea = ckpt_.find(ad.a.key);
     const dcp::TensorEntry* eb = ckpt_.find(ad.b.key);
     if (!ea && !eb) return {};

@@ -28,9 +28,9 @@ const FamilyTable& dense_text_table() {
           Rule{.megatron = "decoder.layers.{l}.post_mlp_layernorm.weight", .hf = {"layers.{l}.post_feedforward_layernorm.weight"}},
           // Plain nn.Linear modules of the layer: every rank holds them whole.
           Rule{.megatron = "decoder.layers.{l}.per_layer_input_gate.weight", .hf = {"layers.{l}.per_layer_input_gate.weight"},
-               .when = When::kPle, .parallel = P::kReplicatedLinear},
+               .when = When::kPle, .parallel = P::kReplicatedLinear, .torch_linear = true},
           Rule{.megatron = "decoder.layers.{l}.per_layer_projection.weight", .hf = {"layers.{l}.per_layer_projection.weight"},
-               .when = When::kPle, .parallel = P::kReplicatedLinear},
+               .when = When::kPle, .parallel = P::kReplicatedLinear, .torch_linear = true},
           Rule{.megatron = "decoder.layers.{l}.post_per_layer_input_norm.weight", .hf = {"layers.{l}.post_per_layer_input_norm.weight"},
                .when = When::kPle},
           shared::kLayerScalar),

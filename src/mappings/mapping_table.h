@@ -58,7 +58,20 @@ struct Rule {
   // attention_k_eq_v layers have no v_proj: the V slot (hf[2]) is built from K's rows (hf[1]), as
   // Megatron-Bridge's maybe_modify_loaded_hf_weight does, and mcore2hf only checks it for drift.
   bool v_from_k = false;
+  // A plain torch nn.Linear in Megatron-Bridge's model (the PLE gate and projection): its LoRA is a LinearAdapter,
+  // an nn.Linear subclass holding A and B itself, so they sit beside the weight instead of under ".adapter.".
+  bool torch_linear = false;
 };
+
+// Where Megatron-Bridge's LoRA stores the adapter of a linear rule's "<module>.weight", as suffixes of <module>:
+// LoRALinear / LoRATopKRouter (AdapterWrappers) under ".adapter.", a LinearAdapter beside the weight.
+struct LoraKeySuffixes {
+  std::string_view a, b;  // linear_in (A, [r, in]) and linear_out (B, [out, r])
+};
+inline LoraKeySuffixes lora_key_suffixes(const Rule& rule) {
+  if (rule.torch_linear) return {".linear_in.weight", ".linear_out.weight"};
+  return {".adapter.linear_in.weight", ".adapter.linear_out.weight"};
+}
 
 // A module whose `_extra_state` object hf2mcore writes (model level, or per layer with "{l}").
 // Transformer Engine modules save an empty uint8 tensor, Megatron's local linears None.

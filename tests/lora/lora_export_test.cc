@@ -171,9 +171,11 @@ Synth synth(const std::string& model, const SynthOptions& o) {
         std::copy(ad.b.begin(), ad.b.begin() + ad.out * r, ad.b.begin() + e * ad.out * r);
       }
     const std::string base(p.rule->megatron.substr(0, p.rule->megatron.size() - 7));
+    // MB's LinearAdapter (the PLE gate and projection, plain nn.Linear) holds A and B beside the weight.
+    const std::string stem = base.ends_with("per_layer_input_gate") || base.ends_with("per_layer_projection") ? base : base + ".adapter";
     for (bool b : {false, true}) {
-      convert::StorageSlot slot = convert::storage_slot(base + (b ? ".adapter.linear_out.weight" : ".adapter.linear_in.weight"), p.layer,
-                                                        text, s.plan.layer_keys, s.plan.prefix);
+      convert::StorageSlot slot = convert::storage_slot(stem + (b ? ".linear_out.weight" : ".linear_in.weight"), p.layer, text,
+                                                        s.plan.layer_keys, s.plan.prefix);
       Shape own = b ? Shape{ad.out, r} : Shape{r, ad.in};
       if (experts && !o.legacy_experts) own.insert(own.begin(), ad.experts);
       GlobalTensor& g = s.tensors[slot.key];

@@ -3,7 +3,7 @@
 //   lora_synth --base HF_DIR --out DIR [--rank R] [--alpha A] [--targets linear_qkv,linear_proj,linear_fc1,linear_fc2]
 //              [--per-expert] [--dtype bf16|fp32] [--seed N]
 // Keys, stacking and per-type attention stacks as MB stores them (the adapter of `<module>.weight` at
-// `<module>.adapter.linear_{in,out}.weight`, the storage layout of the base weight); expert adapters with a
+// `<module>.adapter.linear_{in,out}.weight`, or beside it for a LinearAdapter; the storage layout of the base weight); expert adapters with a
 // global E axis (identical slices unless --per-expert). B rows MB never trains stay zero: the V slot of
 // attention_k_eq_v layers and the K/V rows of KV-shared layers. run_config.yaml holds MB's peft: section.
 // Errors: one line on stderr, exit 2.
@@ -71,9 +71,10 @@ Status run(const Args& a) {
     const int64_t out = p.experts ? p.shape[1] : p.shape[0];
     const int64_t in = p.experts ? p.shape[2] : p.shape[1];
     const int64_t E = p.experts ? p.shape[0] : 0;
-    for (const char* which : {"linear_in", "linear_out"}) {
-      const bool is_a = std::strcmp(which, "linear_in") == 0;
-      const convert::StorageSlot slot = convert::storage_slot(module + ".adapter." + which + ".weight", p.layer, text, plan.layer_keys, plan.prefix);
+    const mappings::LoraKeySuffixes suffixes = mappings::lora_key_suffixes(*p.rule);
+    for (const std::string_view suffix : {suffixes.a, suffixes.b}) {
+      const bool is_a = suffix == suffixes.a;
+      const convert::StorageSlot slot = convert::storage_slot(module + std::string(suffix), p.layer, text, plan.layer_keys, plan.prefix);
       Shape own = is_a ? Shape{a.rank, in} : Shape{out, a.rank};
       if (E) own.insert(own.begin(), E);
       Factor& f = factors[slot.key];

@@ -92,6 +92,9 @@ MapSource write_adapters(const fs::path& mcore, const fs::path& out, const Synth
   std::map<std::string, Global> tensors;
   uint64_t seed = 0;
   auto leaf_of = [](const std::string& m) { return m.substr(m.rfind('.') + 1); };
+  // (layer or null for the model level, module): E2B's PLE model projection, then every layer's linears.
+  std::vector<std::pair<const gemma4::LayerSpec*, std::string>> todo;
+  if (cfg.has_ple()) todo.push_back({nullptr, "per_layer_model_proj"});
   for (const gemma4::LayerSpec& s : cfg.layers) {
     std::vector<std::string> modules{"self_attention.linear_qkv", "self_attention.linear_proj"};
     if (s.has_moe)
@@ -100,9 +103,13 @@ MapSource write_adapters(const fs::path& mcore, const fs::path& out, const Synth
     else
       modules.insert(modules.end(), {"mlp.linear_fc1", "mlp.linear_fc2"});
     if (s.has_ple) modules.insert(modules.end(), {"per_layer_input_gate", "per_layer_projection"});
-    for (const std::string& module : modules) {
+    for (const std::string& module : modules) todo.push_back({&s, module});
+  }
+  {
+    for (const auto& [layer, module] : todo) {
       if (std::find(so.modules.begin(), so.modules.end(), leaf_of(module)) == so.modules.end()) continue;
-      const std::string name = "decoder.layers." + std::to_string(s.index) + "." + module;
+      const gemma4::LayerSpec& s = layer ? *layer : cfg.layers[0];
+      const std::string name = layer ? "decoder.layers." + std::to_string(s.index) + "." + module : module;
       auto w = base->shape(name + ".weight");
       EXPECT_TRUE(w.ok()) << name;
       if (!w.ok()) return hf;
@@ -135,7 +142,10 @@ MapSource write_adapters(const fs::path& mcore, const fs::path& out, const Synth
         auto at = base->locate(**ckpt, name + ".weight");
         EXPECT_TRUE(at.ok());
         if (!at.ok()) return hf;
-        at->key = at->key.substr(0, at->key.size() - std::strlen(".weight")) + ".adapter.linear_" + factor + ".weight";
+        // MB's LinearAdapter (the PLE gate and projection, plain nn.Linear) holds A and B beside the weight.
+        const bool torch_linear = name.ends_with("per_layer_input_gate") || name.ends_with("per_layer_projection");
+        at->key = at->key.substr(0, at->key.size() - std::strlen(".weight")) + (torch_linear ? ".linear_" : ".adapter.linear_") + factor +
+                  ".weight";
         const bool is_a = factor[0] == 'i';
         Shape own = is_a ? Shape{kRank, d.in} : Shape{d.out, kRank};
         if (slots) own.insert(own.begin(), slots);
@@ -172,6 +182,8 @@ MapSource write_adapters(const fs::path& mcore, const fs::path& out, const Synth
         hf.deltas[l + "experts.down_proj"] = d;
       } else if (module == "mlp.router") {
         hf.deltas[l + "router.proj.weight"] = d;
+      } else if (module == "per_layer_model_proj") {
+        hf.deltas[base->config().text_prefix() + "per_layer_model_projection.weight"] = d;
       } else {
         hf.deltas[l + module + ".weight"] = d;
       }
@@ -251,7 +263,8 @@ class AdapterVerify : public ::testing::Test {
   ScratchDir dir_;
 };
 
-const std::vector<std::string> kAllModules{"linear_qkv", "linear_proj", "linear_fc1", "linear_fc2", "per_layer_input_gate", "per_layer_projection"};
+const std::vector<std::string> kAllModules{"linear_qkv",           "linear_proj",          "linear_fc1",          "linear_fc2",
+                                           "per_layer_input_gate", "per_layer_projection", "per_layer_model_proj"};
 
 TEST_F(AdapterVerify, MegatronAdaptersMatchTheirIndependentHfFormOnDenseKvSharedAndCausalModels) {
   for (const char* name : {"tiny-31b", "tiny-e4b", "tiny-e2b"}) {
@@ -268,6 +281,18 @@ TEST_F(AdapterVerify, WithoutTheHfSideTheAdaptersShowAsADivergenceAtLayerZero) {
   const fs::path m = convert("tiny-31b");
   write_adapters(m, dir_ / "lora", {});
   expect_caught(run("tiny-31b", m, dir_ / "lora", nullptr), 0, "attention");
+}
+
+TEST_F(AdapterVerify, TheModelLevelPleProjectionAdapterIsAppliedOnBothSides) {
+  // E2B's per_layer_model_proj is outside every layer: its LoRA must reach the per-layer inputs on both sides.
+  const fs::path m = convert("tiny-e2b");
+  SynthOptions so;
+  so.modules = {"per_layer_model_proj"};
+  MapSource hf = write_adapters(m, dir_ / "lora", so);
+  ASSERT_EQ(hf.deltas.size(), 1u);
+  expect_faithful(run("tiny-e2b", m, dir_ / "lora", &hf), "per_layer_model_proj");
+  hf.deltas.clear();
+  expect_caught(run("tiny-e2b", m, dir_ / "lora", &hf), 0, "ple");
 }
 
 TEST_F(AdapterVerify, ExpertAdaptersSharedPerExpertAndLegacyMatchTheirHfFormOn26B) {
