@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "convert/hf2mcore.h"
+#include "lora/lora_delta.h"
 #include "lora/peft_fixture.h"
 #include "runtime/safetensors_set.h"
 #include "test_support.h"
@@ -147,6 +148,31 @@ TEST(LoraMerge, Fp32EqualsIndependentLoopBitExactlyForLinearAndExperts) {
     for (int64_t e = 0; e < c.e; ++e)
       for (int64_t k = 0; k < c.r; ++k) swapped_b[o * c.e * c.r + k * c.e + e] = c.adapter[3].values[o * c.e * c.r + e * c.r + k];
   EXPECT_NE(expected_merge(c.base[0].values, c.adapter[2].values, swapped_b, c.e, c.r, c.out, c.in, s, DType::kF32), experts);
+}
+
+TEST(LoraMerge, ElementRangesStartingMidRowMergeAsTheWholeTensor) {
+  // The writer hands out byte chunks that may start and end inside a row: any split gives the same bytes.
+  const int64_t e = 2, r = 3, out = 9, in = 37;
+  const std::vector<float> a = test_values(1, e * r * in), b = test_values(2, e * out * r), w = test_values(3, e * out * in);
+  const DeltaFactors f{a.data(), b.data(), e, r, in, out, 0.75f};
+  std::vector<std::byte> src(w.size() * 2), whole(src.size()), pieces(src.size());
+  from_f32(DType::kBF16, w.data(), src.data(), w.size());
+  EXPECT_EQ(merge_elements(DType::kBF16, src, whole, 0, f), 0u);
+  const std::vector<size_t> cuts = {0, 1, 38, 200, 333, 334, static_cast<size_t>(e * out * in)};
+  for (size_t i = 0; i + 1 < cuts.size(); ++i) {
+    const size_t n = cuts[i + 1] - cuts[i];
+    EXPECT_EQ(merge_elements(DType::kBF16, std::span(src).subspan(cuts[i] * 2, n * 2), std::span(pieces).subspan(cuts[i] * 2, n * 2), cuts[i], f), 0u);
+  }
+  EXPECT_EQ(pieces, whole);
+  std::vector<float> merged(w.size()), want(w.size());
+  to_f32(DType::kBF16, whole.data(), merged.data(), merged.size());
+  to_f32(DType::kBF16, src.data(), want.data(), want.size());
+  // Against the independent loop (B packed back to PEFT's k·E+e columns, A rows are already e·r+k).
+  std::vector<float> packed_b(b.size());
+  for (int64_t x = 0; x < e; ++x)
+    for (int64_t o = 0; o < out; ++o)
+      for (int64_t k = 0; k < r; ++k) packed_b[o * r * e + k * e + x] = b[(x * out + o) * r + k];
+  EXPECT_EQ(merged, expected_merge(want, a, packed_b, e, r, out, in, 0.75, DType::kBF16));
 }
 
 TEST(LoraMerge, UntouchedTensorsShardFilesIndexAndSideFilesAreByteIdentical) {
