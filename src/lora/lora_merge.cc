@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <future>
 #include <map>
 #include <mutex>
 
@@ -21,27 +22,40 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Factors in use, loaded by the first chunk of a merged tensor and dropped when its last byte is written.
+// Factors in use, loaded once by the first chunk of a merged tensor that needs them (others of the same tensor
+// wait for that load, other tensors' loads proceed) and dropped when the tensor's last byte is written.
 class FactorCache {
  public:
+  using Loaded = Result<std::shared_ptr<const PeftFactors>>;
   explicit FactorCache(const PeftAdapter& adapter) : adapter_(adapter) {}
-  Result<std::shared_ptr<const PeftFactors>> get(size_t delta) {
-    std::lock_guard lock(mutex_);  // held while loading: chunks of one tensor wait for one read, not several
-    if (auto it = loaded_.find(delta); it != loaded_.end()) return it->second;
-    G4_ASSIGN_OR_RETURN(PeftFactors f, adapter_.factors(delta));
-    auto shared = std::make_shared<const PeftFactors>(std::move(f));
-    loaded_[delta] = shared;
-    return shared;
+  Loaded get(size_t delta) {
+    std::shared_future<Loaded> pending;
+    std::optional<std::promise<Loaded>> mine;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = loading_.find(delta);
+      if (it == loading_.end()) {
+        mine.emplace();
+        it = loading_.emplace(delta, mine->get_future().share()).first;
+      }
+      pending = it->second;
+    }
+    if (mine) {
+      Result<PeftFactors> f = adapter_.factors(delta);
+      if (f.ok()) mine->set_value(std::make_shared<const PeftFactors>(std::move(f).value()));
+      else mine->set_value(f.status());
+    }
+    return pending.get();
   }
   void done(size_t delta) {
     std::lock_guard lock(mutex_);
-    loaded_.erase(delta);
+    loading_.erase(delta);
   }
 
  private:
   const PeftAdapter& adapter_;
   std::mutex mutex_;
-  std::map<size_t, std::shared_ptr<const PeftFactors>> loaded_;
+  std::map<size_t, std::shared_future<Loaded>> loading_;
 };
 
 // One tensor of the output: where its base bytes are and which delta (if any) changes it.
