@@ -66,7 +66,7 @@ struct OutTensor {
 
 // Checks a delta against the base tensor it targets.
 Status check_delta(const PeftAdapter& adapter, const PeftDelta& d, const SafetensorsSet& base, const fs::path& base_dir) {
-  const std::string adapter_file = (adapter.dir() / kPeftWeightsFile).string();
+  const std::string adapter_file = (adapter.dir() / kAdapterWeightsFile).string();
   const SafetensorsSet::Entry* e = base.find(d.tensor);
   if (!e)
     return Status::not_found(adapter_file + ": tensor '" + d.key_a + "' changes '" + d.tensor + "', which the base checkpoint " +
@@ -145,7 +145,7 @@ Result<LoraMergeSummary> merge_into_hf(const PeftAdapter& adapter, const fs::pat
                             static_cast<float>(d.scale)};
       const DType dtype = t.base->info->dtype;
       if (uint64_t bad = merge_elements(dtype, src, out, offset / dtype_size(dtype), df); bad != 0)
-        return Status::invalid_argument(t.base->file->path() + ": tensor '" + d.tensor + "': merging " + (adapter.dir() / kPeftWeightsFile).string() +
+        return Status::invalid_argument(t.base->file->path() + ": tensor '" + d.tensor + "': merging " + (adapter.dir() / kAdapterWeightsFile).string() +
                                         " ('" + d.key_a + "') gives " + std::to_string(bad) + " NaN/Inf values");
       t.base->file->release_range(src);
       if (written[i]->fetch_add(out.size()) + out.size() == specs[i].nbytes()) cache.done(*t.delta);
@@ -214,9 +214,9 @@ Result<LoraMergeSummary> lora_merge(const LoraMergeOptions& options) {
   G4_RETURN_IF_ERROR(policy.check(options.out));
 
   std::error_code ec;
-  const bool peft_adapter = fs::exists(options.adapter / kPeftConfigFile, ec);
+  const bool peft_adapter = fs::exists(options.adapter / kAdapterConfigFile, ec);
   if (peft_adapter && (options.rank || options.alpha || options.allow_inexact))
-    return Status::invalid_argument(options.adapter.string() + " is a PEFT adapter (it has " + kPeftConfigFile +
+    return Status::invalid_argument(options.adapter.string() + " is a PEFT adapter (it has " + kAdapterConfigFile +
                                     "): --rank, --alpha and --allow-inexact apply only to a Megatron adapter checkpoint");
   const bool hf_base = is_hf_dir(options.base);
   if (!hf_base && !fs::is_directory(options.base, ec)) return Status::not_found(options.base.string() + ": no such directory");

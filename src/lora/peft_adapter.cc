@@ -134,11 +134,11 @@ bool is_adapter_float(DType d) { return d == DType::kF32 || d == DType::kBF16 ||
 }  // namespace
 
 Result<PeftAdapter> PeftAdapter::open(const fs::path& dir) {
-  const fs::path config_path = dir / kPeftConfigFile, weights_path = dir / kPeftWeightsFile;
+  const fs::path config_path = dir / kAdapterConfigFile, weights_path = dir / kAdapterWeightsFile;
   const std::string where = config_path.string();
   std::error_code ec;
   if (!fs::exists(config_path, ec))
-    return Status::not_found(dir.string() + ": no " + kPeftConfigFile + " (not a PEFT adapter directory)");
+    return Status::not_found(dir.string() + ": no " + kAdapterConfigFile + " (not a PEFT adapter directory)");
   G4_ASSIGN_OR_RETURN(const std::string text, read_text_file(config_path, kMaxConfigBytes));
   G4_ASSIGN_OR_RETURN(const json config, parse_json(text, where));
   if (!config.is_object()) return Status::invalid_argument(where + ": not a JSON object");

@@ -27,13 +27,11 @@
 #include <string>
 #include <vector>
 
+#include "lora/peft_files.h"
 #include "runtime/safetensors_reader.h"
 #include "runtime/status.h"
 
 namespace g4::lora {
-
-inline constexpr const char* kPeftConfigFile = "adapter_config.json";
-inline constexpr const char* kPeftWeightsFile = "adapter_model.safetensors";
 
 struct PeftDelta {
   std::string tensor;  // the HF base tensor it changes, e.g. "model.language_model.layers.3.self_attn.q_proj.weight"

@@ -12,12 +12,10 @@
 
 #include "convert/hf2mcore.h"
 #include "lora/adapter_layout.h"
+#include "lora/peft_files.h"
 #include "runtime/output_policy.h"
 
 namespace g4::lora {
-
-inline constexpr const char* kAdapterConfigFile = "adapter_config.json";
-inline constexpr const char* kAdapterWeightsFile = "adapter_model.safetensors";
 
 struct PeftExportOptions {
   std::filesystem::path adapter;  // checkpoint root or iteration directory

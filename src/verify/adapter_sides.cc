@@ -36,7 +36,7 @@ bool holds_base_weights(const dcp::Checkpoint& ckpt) {
 
 Result<AdapterSides> open_adapter_sides(const AdapterVerifyOptions& o) {
   AdapterSides sides;
-  const bool peft_given = fs::exists(o.adapter / lora::kPeftConfigFile);
+  const bool peft_given = fs::exists(o.adapter / lora::kAdapterConfigFile);
   if (peft_given && o.mcore.empty())
     return Status::invalid_argument(o.adapter.string() + " is a PEFT adapter directory: give --mcore, the Megatron checkpoint holding "
                                     "the same adapters, to compare it with");
