@@ -8,7 +8,6 @@
 #include <map>
 #include <algorithm>
 #include <random>
-#include <regex>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -18,6 +17,7 @@
 #include "gemma4/hf_tensors.h"
 #include "lora/adapter_layout.h"
 #include "lora/peft_export.h"
+#include "lora/peft_pattern.h"
 #include "runtime/dcp/checkpoint.h"
 #include "runtime/dcp/dcp_writer.h"
 #include "runtime/dtype.h"
@@ -378,7 +378,9 @@ TEST(LoraExport, TargetModulesRegexMatchesExactlyTheExportedModulesNoTowerNoAbse
     std::string output;
     ASSERT_EQ(run_g4convert(export_cmd(root, dir / "peft", model, "--rank 2 --quiet"), &output), 0) << output;
     Exported e = read_export(dir / "peft");
-    const std::regex re(e.config["target_modules"].get<std::string>());
+    // re.fullmatch as PEFT applies it (through lora::PyFullMatch: GCC 12's <regex> trips -Werror in the sanitized build).
+    auto re = lora::PyFullMatch::compile(e.config["target_modules"].get<std::string>(), "target_modules");
+    ASSERT_TRUE(re.ok()) << re.status().to_string();
     std::set<std::string> exported;
     for (const auto& [k, v] : e.tensors) exported.insert(k.substr(17, k.size() - 17 - 14));  // "base_model.model." ... ".lora_A.weight"
     // Every HF module name a model of this config has: text tensors and the towers' (from the checkpoint).
@@ -395,7 +397,7 @@ TEST(LoraExport, TargetModulesRegexMatchesExactlyTheExportedModulesNoTowerNoAbse
     size_t towers = 0;
     for (const std::string& m : modules) {
       towers += m.find("_tower.") != std::string::npos;
-      EXPECT_EQ(std::regex_match(m, re), exported.count(m) > 0) << model << ": " << m;
+      EXPECT_EQ(re->matches(m), exported.count(m) > 0) << model << ": " << m;
     }
     if (model == "tiny-e4b-vla") {
       EXPECT_GT(towers, 0u);
@@ -567,10 +569,11 @@ TEST(LoraExport, PleAdaptersExportExactlyAndRouterOnlyWithAllowInexact) {
     ASSERT_EQ(run_g4convert(export_cmd(root, dir / "peft", model, router ? "--rank 2 --allow-inexact" : "--rank 2"), &output), 0) << output;
     EXPECT_EQ(output.find("warning") != std::string::npos, router) << output;
     Exported e = read_export(dir / "peft");
-    const std::regex re(e.config["target_modules"].get<std::string>());
+    auto re = lora::PyFullMatch::compile(e.config["target_modules"].get<std::string>(), "target_modules");
+    ASSERT_TRUE(re.ok()) << re.status().to_string();
     for (const std::string& m : modules) {
       EXPECT_TRUE(e.tensors.count("base_model.model." + m + ".lora_B.weight")) << m;
-      EXPECT_TRUE(std::regex_match(m, re)) << m;
+      EXPECT_TRUE(re->matches(m)) << m;
     }
   }
 }
