@@ -158,6 +158,17 @@ def test_verify_adapter_passes_on_a_faithful_adapter(lora, name):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
 
 
+@pytest.mark.parametrize("name", ["31b-full", "26b-full"])
+def test_verify_adapter_takes_the_base_from_a_full_checkpoint_holding_base_weights_beside_the_adapters(lora, name):
+    """No --mcore: a full checkpoint (megatron-core's save of base and adapters together) is its own base."""
+    ckpt, hf, _ = lora.adapter(name)
+    proc = run_g4("verify", "--hf", hf, "--adapter", ckpt, "--json", check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["adapter"]["megatron_base_from"] == "base weights beside the adapters"
+    assert report["passed"] and min(l["residual"]["cosine"] for l in report["layers"]) >= 0.999999
+
+
 def test_verify_adapter_fails_on_26b_linear_proj_adapters_that_hf_places_before_the_post_norm(lora):
     """MB adds the 26B linear_proj adapter after the post-attention norm, HF's o_proj LoRA before it: with
     --allow-inexact verify runs, and the two forwards differ."""
