@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "gemma4/config_reader.h"
+#include "lora/peft_pattern.h"
 #include "runtime/yaml_reader.h"
 
 namespace g4::lora {
@@ -28,102 +30,41 @@ Status check_target_class(const std::string& target, const std::string& where) {
                                   "lora.LoRA or VLMLoRA");
 }
 
-// One field of the section, typed: a missing or null field keeps the default.
-class Fields {
- public:
-  Fields(const json& section, std::string where) : s_(section), where_(std::move(where)) {}
+// Reads the list fields target_modules / exclude_modules (absent or null: the default).
+Status module_list(const gemma4::ConfigReader& r, const char* key, std::vector<std::string>& out) {
+  if (!r.has(key)) return {};
+  const json& v = r.raw(key);
+  if (!v.is_array()) return r.error(key, "expected a list of module names");
+  out.clear();
+  for (const json& e : v) {
+    if (!e.is_string()) return r.error(key, "expected a list of module names");
+    out.push_back(e.get<std::string>());
+  }
+  return {};
+}
 
-  Status integer(const char* key, int64_t& out) const {
-    const json* v = get(key);
-    if (!v) return {};
-    if (!v->is_number_integer()) return wrong(key, "an integer");
-    out = v->get<int64_t>();
-    return {};
-  }
-  Status number(const char* key, double& out) const {
-    const json* v = get(key);
-    if (!v) return {};
-    if (!v->is_number()) return wrong(key, "a number");
-    out = v->get<double>();
-    if (!std::isfinite(out)) return wrong(key, "a finite number");
-    return {};
-  }
-  Status boolean(const char* key, bool& out) const {
-    const json* v = get(key);
-    if (!v) return {};
-    if (!v->is_boolean()) return wrong(key, "true or false");
-    out = v->get<bool>();
-    return {};
-  }
-  Status text(const char* key, std::string& out) const {
-    const json* v = get(key);
-    if (!v) return {};
-    if (!v->is_string()) return wrong(key, "a string");
-    out = v->get<std::string>();
-    return {};
-  }
-  Status strings(const char* key, std::vector<std::string>& out) const {
-    const json* v = get(key);
-    if (!v) return {};
-    if (!v->is_array()) return wrong(key, "a list of module names");
-    out.clear();
-    for (const json& e : *v) {
-      if (!e.is_string()) return wrong(key, "a list of module names");
-      out.push_back(e.get<std::string>());
-    }
-    return {};
-  }
+// MB's wildcard_match: re.match("^" + pattern with '*' replaced by "(.*)" + "$"), the rest a Python regex, run by
+// the same translation PEFT's patterns use (peft_pattern.h); a construct it cannot translate is refused.
+Result<PyFullMatch> wildcard(const std::string& pattern, std::string_view where) {
+  std::string re;
+  for (char c : pattern) re += c == '*' ? std::string("(.*)") : std::string(1, c);
+  return PyFullMatch::compile(re, where);
+}
 
- private:
-  const json* get(const char* key) const {
-    auto it = s_.find(key);
-    return it == s_.end() || it->is_null() ? nullptr : &*it;
-  }
-  Status wrong(const char* key, const char* expected) const {
-    return Status::invalid_argument(where_ + ": peft." + key + ": expected " + expected);
-  }
-
-  const json& s_;
-  std::string where_;
-};
-
-// MB's wildcard_match: "^" + pattern with '*' replaced by "(.*)" + "$", the rest taken as a Python regex. Target
-// patterns use only '*' and '.', which is all this supports ('.' any one character, as in the regex); any other
-// regex metacharacter is refused when the settings are read. (No <regex>: GCC 12's trips -Werror in sanitized builds.)
-constexpr std::string_view kRegexMeta = "[](){}+?^$|\\";
-
-bool wildcard_match(std::string_view pattern, std::string_view name) {
-  // Iterative glob matching with one backtrack point for the last '*'.
-  size_t p = 0, n = 0, star = std::string_view::npos, resume = 0;
-  while (n < name.size()) {
-    if (p < pattern.size() && (pattern[p] == '.' || pattern[p] == name[n])) {
-      ++p, ++n;
-    } else if (p < pattern.size() && pattern[p] == '*') {
-      star = p++, resume = n;
-    } else if (star != std::string_view::npos) {
-      p = star + 1, n = ++resume;
-    } else {
-      return false;
-    }
-  }
-  while (p < pattern.size() && pattern[p] == '*') ++p;
-  return p == pattern.size();
+Status check_patterns(const std::vector<std::string>& patterns, const gemma4::ConfigReader& r, const char* key) {
+  for (const std::string& p : patterns) G4_RETURN_IF_ERROR(wildcard(p, r.where(key)).status());
+  return {};
 }
 
 bool matches(const std::vector<std::string>& patterns, std::string_view name) {
   const size_t dot = name.rfind('.');
   const std::string_view leaf = dot == std::string_view::npos ? name : name.substr(dot + 1);
-  for (const std::string& p : patterns)
-    if (p == leaf || wildcard_match(p, name)) return true;
+  for (const std::string& p : patterns) {
+    if (p == leaf) return true;
+    auto re = wildcard(p, "");  // checked when the settings were read
+    if (re.ok() && re->matches(name)) return true;
+  }
   return false;
-}
-
-Status check_patterns(const std::vector<std::string>& patterns, const std::string& where, const char* key) {
-  for (const std::string& p : patterns)
-    if (p.find_first_of(kRegexMeta) != std::string::npos)
-      return Status::invalid_argument(where + ": peft." + key + ": '" + p +
-                                      "' uses regular-expression syntax beyond '*' and '.', which g4convert does not match");
-  return {};
 }
 
 Result<LoraSettings> from_section(const json& section, const fs::path& file) {
@@ -131,31 +72,33 @@ Result<LoraSettings> from_section(const json& section, const fs::path& file) {
   if (!section.is_object()) return Status::invalid_argument(where + ": peft: expected a mapping");
   LoraSettings s;
   s.source = file;
-  const Fields f(section, where);
-  G4_RETURN_IF_ERROR(f.text("_target_", s.target_class));
-  if (s.target_class.empty()) return Status::invalid_argument(where + ": peft: no _target_ (which PEFT method trained it?)");
+  const gemma4::ConfigReader r(section, where, "peft.");
+  G4_ASSIGN_OR_RETURN(const std::optional<std::string> target, r.optional_string("_target_"));
+  if (!target || target->empty()) return Status::invalid_argument(where + ": peft: no _target_ (which PEFT method trained it?)");
+  s.target_class = *target;
   G4_RETURN_IF_ERROR(check_target_class(s.target_class, where));
-  G4_RETURN_IF_ERROR(f.integer("dim", s.dim));
-  G4_RETURN_IF_ERROR(f.number("alpha", s.alpha));
-  G4_RETURN_IF_ERROR(f.strings("target_modules", s.target_modules));
-  G4_RETURN_IF_ERROR(f.strings("exclude_modules", s.exclude_modules));
-  G4_RETURN_IF_ERROR(f.number("dropout", s.dropout));
-  G4_RETURN_IF_ERROR(f.text("dropout_position", s.dropout_position));
-  G4_RETURN_IF_ERROR(f.boolean("normalize_moe_lora", s.normalize_moe_lora));
-  G4_RETURN_IF_ERROR(f.boolean("share_expert_adapters", s.share_expert_adapters));
-  bool shared_outer = false;
-  G4_RETURN_IF_ERROR(f.boolean("experts_shared_outer_loras", shared_outer));
+  G4_ASSIGN_OR_RETURN(s.dim, r.integer("dim", s.dim));
+  G4_ASSIGN_OR_RETURN(s.alpha, r.number("alpha", s.alpha));
+  G4_RETURN_IF_ERROR(module_list(r, "target_modules", s.target_modules));
+  G4_RETURN_IF_ERROR(module_list(r, "exclude_modules", s.exclude_modules));
+  G4_ASSIGN_OR_RETURN(s.dropout, r.number("dropout", s.dropout));
+  G4_ASSIGN_OR_RETURN(const std::optional<std::string> position, r.optional_string("dropout_position"));
+  s.dropout_position = position.value_or(s.dropout_position);
+  G4_ASSIGN_OR_RETURN(s.normalize_moe_lora, r.boolean("normalize_moe_lora", s.normalize_moe_lora));
+  G4_ASSIGN_OR_RETURN(s.share_expert_adapters, r.boolean("share_expert_adapters", s.share_expert_adapters));
+  G4_ASSIGN_OR_RETURN(const bool shared_outer, r.boolean("experts_shared_outer_loras", false));
   if (shared_outer)
-    return Status::invalid_argument(where + ": peft.experts_shared_outer_loras is true: SGLang's shared-outer expert layout "
-                                    "(one fc1 A and one fc2 B for all experts) has no exact PEFT form");
-  if (s.dim < 1) return Status::invalid_argument(where + ": peft.dim: " + std::to_string(s.dim) + " is not a rank (>= 1)");
-  if (s.dropout < 0 || s.dropout >= 1) return Status::invalid_argument(where + ": peft.dropout: expected 0 <= dropout < 1");
+    return r.error("experts_shared_outer_loras", "true: SGLang's shared-outer expert layout (one fc1 A and one fc2 B for all "
+                                                 "experts) has no exact PEFT form");
+  if (!std::isfinite(s.alpha)) return r.error("alpha", "expected a finite number");
+  if (s.dim < 1) return r.error("dim", std::to_string(s.dim) + " is not a rank (>= 1)");
+  if (!(s.dropout >= 0 && s.dropout < 1)) return r.error("dropout", "expected 0 <= dropout < 1");
   if (s.dropout_position != "pre" && s.dropout_position != "post")
-    return Status::invalid_argument(where + ": peft.dropout_position: expected pre or post, got '" + s.dropout_position + "'");
+    return r.error("dropout_position", "expected pre or post, got '" + s.dropout_position + "'");
   if (!s.target_modules.empty() && !s.exclude_modules.empty())
     return Status::invalid_argument(where + ": peft: both target_modules and exclude_modules are set, which Megatron-Bridge refuses");
-  G4_RETURN_IF_ERROR(check_patterns(s.target_modules, where, "target_modules"));
-  G4_RETURN_IF_ERROR(check_patterns(s.exclude_modules, where, "exclude_modules"));
+  G4_RETURN_IF_ERROR(check_patterns(s.target_modules, r, "target_modules"));
+  G4_RETURN_IF_ERROR(check_patterns(s.exclude_modules, r, "exclude_modules"));
   return s;
 }
 

@@ -41,8 +41,8 @@ Result<LoraSettings> read_lora_settings(const std::filesystem::path& iteration_d
 
 // Megatron-Bridge's ModuleMatcher: whether the module `name` (a full Megatron module name, e.g.
 // "decoder.layers.3.self_attention.linear_qkv") is a target: its leaf name equals a target, or the full name
-// matches one as MB's wildcard_match does ('*' any substring, the rest a regular expression, anchored). With no
-// target_modules, every module that no exclude_modules entry matches that way.
+// matches one as MB's wildcard_match does ('*' any substring, the rest a Python regular expression, anchored). With
+// no target_modules, every module that no exclude_modules entry matches that way.
 bool is_target_module(const LoraSettings& settings, std::string_view name);
 
 }  // namespace g4::lora
