@@ -1,16 +1,23 @@
-// The op vocabulary of the reference forward. The HF-semantics model (hf_model.cc) is written only in
-// these ops, so a CUDA backend mirrors it op for op by implementing this interface; the Megatron-semantics
-// forward reuses the same kernels. Every op computes in fp32 and rounds its result per `Precision`
-// (precision.h lists where). Shapes are PyTorch order; T = tokens (batch × sequence).
+// The op API of the reference forward, one interface for every backend (CPU: cpu_backend.cc; CUDA:
+// cuda/cuda_backend.cu). The decoder (decoder.cc) is written only in these ops, for both semantics (HF and
+// Megatron), so a backend that implements them runs every model, golden and verify unchanged.
+//
+// Tensors (tensor.h) live on the backend's device: activations f32, weights in the type the op multiplies in.
+// Every op computes in fp32 and rounds its result per `Precision` (precision.h lists where). Shapes are PyTorch
+// order; T = tokens (batch × sequence). Routing (top-k, tie-break, renormalisation) is host code by design
+// (routing.h), so it is identical on every backend; so are masks and RoPE tables, built on the host and uploaded.
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <optional>
+#include <span>
+#include <string>
 #include <vector>
 
 #include "forward/mat.h"
 #include "forward/precision.h"
+#include "forward/tensor.h"
+#include "runtime/status.h"
 
 namespace g4::forward {
 
@@ -43,39 +50,90 @@ struct Routing {
   std::vector<float> weights;    // [T, K], renormalised then × per_expert_scale
 };
 
+// The routed experts of one MoE layer as the grouped expert op reads them: expert e's gate_up [2I, H] (rows
+// [0, I) gate) and down [H, I] weights, ready for Backend::linear, and the LoRA a side adds to an expert's
+// outputs on its routed tokens (Megatron-Bridge's per-expert adapters; nothing by default).
+class ExpertWeights {
+ public:
+  virtual ~ExpertWeights() = default;
+  virtual Result<Tensor> gate_up(int64_t e) = 0;
+  virtual Result<Tensor> down(int64_t e) = 0;
+  virtual Status adapt_gate_up(int64_t /*e*/, const Tensor& /*x*/, Tensor& /*h*/) { return {}; }
+  virtual Status adapt_down(int64_t /*e*/, const Tensor& /*x*/, Tensor& /*y*/) { return {}; }
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
 
-  // out[T, N] = x[T, K] · w[N, K]ᵀ (nn.Linear without bias).
-  virtual void linear(const Mat& x, const Mat& w, Mat& out, const Precision& p) = 0;
-  // RMSNorm over each run of `dim` values of x: x · (mean(x²) + eps)^-0.5 · w, where w (length dim) may be
-  // null for the weightless norms (v_norm, router norm). Plain w, not 1 + w (Gemma4RMSNorm).
-  virtual void rms_norm(Mat& x, const float* w, int64_t dim, float eps, const Precision& p) = 0;
-  // Rotary embedding on each head (size hd) of x[T, heads·hd] with per-token tables cos/sin[T, hd]:
-  // x·cos + rotate_half(x)·sin, rotate_half pairing (j, j + hd/2) over the full head.
-  virtual void rope(Mat& x, int64_t hd, const Mat& cos, const Mat& sin, const Precision& p) = 0;
-  // Scaled-dot-product attention with scale 1.0: q[T, Hq·hd], k/v[T, Hkv·hd] (T = B·S), GQA (query head h
-  // reads KV head h / (Hq/Hkv)), softmax in fp32 over allowed keys; out[T, Hq·hd]. A query that may see no
-  // key gets zeros.
-  virtual void attention(const Mat& q, const Mat& k, const Mat& v, int64_t q_heads, int64_t kv_heads, int64_t hd,
-                         const AttentionMask& mask, Mat& out, const Precision& p) = 0;
+  virtual Device device() const = 0;
+  // One line for reports: "cpu: 2 threads, OpenBLAS sgemm, oneDNN bf16 matmul", "cuda: NVIDIA H200 (sm_90) ...".
+  virtual std::string describe() const = 0;
+
+  // --- Memory. Activations are f32 tensors on this backend's device.
+  virtual Tensor empty(int64_t rows, int64_t cols) = 0;  // contents unspecified
+  virtual Tensor zeros(int64_t rows, int64_t cols) = 0;
+  virtual Tensor upload(const Mat& host) = 0;
+  virtual Mat download(const Tensor& x) = 0;
+  // A weight read from a checkpoint (a host tensor in its stored type, 2-D) in the type the GEMM multiplies in: bf16
+  // in bf16 mode (f32 storage rounded once, as from_pretrained(dtype=bfloat16) does), f32 in fp32 mode. Called
+  // once per weight per forward: the CPU backend keeps a host tensor already in that type as it is (no copy); the
+  // CUDA backend uploads it through pinned staging.
+  virtual Tensor weight(const Tensor& host, const Precision& p) = 0;
+  // A small parameter (norm weight, router scale) as an f32 tensor whose values are rounded per `p`.
+  virtual Tensor parameter(const std::vector<float>& values, const Precision& p) = 0;
+
+  // --- Data movement.
+  virtual Tensor copy(const Tensor& x) = 0;
+  // out[:, j] = x[:, index[j]]: the gate/up chunks, PLE slices and Megatron's per-group QKV split.
+  virtual Tensor select_columns(const Tensor& x, std::span<const int64_t> index) = 0;
+  // x[:, first + j] = part[:, j] (the tied head's vocabulary blocks).
+  virtual void write_columns(Tensor& x, int64_t first, const Tensor& part) = 0;
+  // out[i, :] = x[rows[i], :].
+  virtual Tensor gather_rows(const Tensor& x, std::span<const int64_t> rows) = 0;
+  // For i in order: out[rows[i]] = round(out[rows[i]] + round(y[i] · weights[i])), bf16 index_add_ semantics. The
+  // fixed order makes the bf16 sum, and so the result, deterministic (no atomics).
+  virtual void scatter_add_rows(Tensor& out, const Tensor& y, std::span<const int64_t> rows, std::span<const float> weights,
+                                const Precision& p) = 0;
+
+  // --- Compute.
+  // out[T, N] = x[T, K] · w[N, K]ᵀ (nn.Linear without bias), accumulated in fp32. w comes from weight(): a bf16 w
+  // multiplies x as bf16 (exact: x holds bf16 values wherever the model hands a bf16 GEMM its input).
+  virtual Tensor linear(const Tensor& x, const Tensor& w, const Precision& p) = 0;
+  // RMSNorm over each run of `dim` values of x: x · (mean(x²) + eps)^-0.5 · w; w (f32, length dim) null for the
+  // weightless norms (v_norm, router norm). Plain w, not 1 + w (Gemma4RMSNorm).
+  virtual void rms_norm(Tensor& x, const Tensor* w, int64_t dim, float eps, const Precision& p) = 0;
+  // Rotary embedding on each head (size hd) of x[T, heads·hd] with per-token tables cos/sin[T, hd] (built on the
+  // host, rope.h): x·cos + rotate_half(x)·sin.
+  virtual void rope(Tensor& x, int64_t hd, const Tensor& cos, const Tensor& sin, const Precision& p) = 0;
+  // Scaled-dot-product attention with scale 1.0: q[T, Hq·hd], k/v[T, Hkv·hd] (T = B·S), GQA (query head h reads
+  // KV head h / (Hq/Hkv)), softmax in fp32 over allowed keys; out[T, Hq·hd]. A query that may see no key gets zeros.
+  virtual Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t q_heads, int64_t kv_heads, int64_t hd,
+                           const AttentionMask& mask, const Precision& p) = 0;
   // gate = gelu_tanh(gate) · up (GeGLU), rounding after the activation and after the product.
-  virtual void gelu_tanh_mul(Mat& gate, const Mat& up, const Precision& p) = 0;
-  // In place: x = gelu_tanh(x).
-  virtual void gelu_tanh(Mat& x, const Precision& p) = 0;
-  virtual void add(Mat& x, const Mat& y, const Precision& p) = 0;       // x += y
-  virtual void mul(Mat& x, const Mat& y, const Precision& p) = 0;       // x *= y (elementwise)
-  virtual void scale(Mat& x, float s, const Precision& p) = 0;          // x *= s
-  // x[t, :] *= v (a row vector of length cols), e.g. router.scale.
-  virtual void scale_columns(Mat& x, const std::vector<float>& v, const Precision& p) = 0;
+  virtual void gelu_tanh_mul(Tensor& gate, const Tensor& up, const Precision& p) = 0;
+  virtual void gelu_tanh(Tensor& x, const Precision& p) = 0;         // in place
+  virtual void add(Tensor& x, const Tensor& y, const Precision& p) = 0;  // x += y
+  virtual void mul(Tensor& x, const Tensor& y, const Precision& p) = 0;  // x *= y (elementwise)
+  virtual void scale(Tensor& x, float s, const Precision& p) = 0;       // x *= s
+  // x[t, :] *= v (v: f32 [1, cols]), e.g. router.scale.
+  virtual void scale_columns(Tensor& x, const Tensor& v, const Precision& p) = 0;
   // cap · tanh(x / cap), rounding after each of the three steps as transformers does in bf16.
-  virtual void softcap(Mat& x, float cap, const Precision& p) = 0;
-  // Router: softmax over all experts in fp32, top-k, renormalise to sum 1, then × per_expert_scale.
-  virtual Routing route(const Mat& logits, int64_t top_k, const std::vector<float>& per_expert_scale) = 0;
+  virtual void softcap(Tensor& x, float cap, const Precision& p) = 0;
+
+  // --- The grouped expert op: for each expert in ascending order that has tokens, gather its token rows of x,
+  // gate_up, GeGLU, down, then scatter-add weight · y into the [T, H] result in that order (scalar::expert_add).
+  // Unselected experts are never read. Written once here in the ops above; a backend may override it.
+  virtual Result<Tensor> experts(const Tensor& x, const Routing& route, ExpertWeights& weights, int64_t hidden,
+                                 const Precision& p);
 };
 
-// OpenMP loops, OpenBLAS for linear() when `use_blas`.
+// The CPU backend: OpenMP over rows, heads and tokens; OpenBLAS sgemm for f32 GEMMs and oneDNN's bf16 matmul
+// (bf16 inputs, fp32 accumulation, the library PyTorch's CPU bf16 linear calls) for bf16 ones, unless
+// `use_blas` is false (plain loops, bench/forward.sh's comparison).
 std::unique_ptr<Backend> make_cpu_backend(bool use_blas = true);
+
+// The backend for `device` ("cpu" or "cuda"): a one-line error when this build has no CUDA or the machine no GPU.
+Result<std::unique_ptr<Backend>> make_backend(std::string_view device);
 
 }  // namespace g4::forward
