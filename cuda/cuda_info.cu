@@ -10,6 +10,11 @@ namespace g4 {
 
 bool cuda_compiled() { return true; }
 
+int cuda_device_count() {
+  int count = 0;
+  return cudaGetDeviceCount(&count) == cudaSuccess ? count : 0;
+}
+
 std::string cuda_status() {
   int runtime = 0;
   cudaRuntimeGetVersion(&runtime);

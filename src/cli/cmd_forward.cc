@@ -82,7 +82,7 @@ Result<ForwardInput> read_forward_input(const std::string& input_path, const std
 
 void add_forward_command(CLI::App& app, const GlobalOptions& global, int& exit_code) {
   struct Args {
-    std::string hf, mcore, input, ids, dtype = "fp32", logits, hidden, routing, gemm = "blas";
+    std::string hf, mcore, input, ids, dtype = "fp32", logits, hidden, routing, gemm = "blas", device = "cpu";
     int top = 5;
     bool force = false;
   };
@@ -102,9 +102,14 @@ void add_forward_command(CLI::App& app, const GlobalOptions& global, int& exit_c
   cmd->add_option("--routing", args->routing, "write the chosen experts and weights of every MoE layer as JSON");
   cmd->add_flag("--force", args->force, "replace existing --logits/--hidden/--routing files");
   cmd->add_option("--gemm", args->gemm, "blas (default) or loops: the CPU GEMM, for benchmarks")->check(CLI::IsMember({"blas", "loops"}));
+  cmd->add_option("--device", args->device, "cpu (default) or cuda: the backend that runs the ops")->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->callback([args, &global, &exit_code] {
     if (args->input.empty() && args->ids.empty()) { exit_code = report_error("forward needs --input or --ids"); return; }
     if (args->hf.empty() == args->mcore.empty()) { exit_code = report_error("forward needs --hf or --mcore"); return; }
+    if (args->gemm == "loops" && args->device != "cpu") { exit_code = report_error("forward: --gemm loops is a CPU option"); return; }
+    // The device is opened before any output is claimed or weight read: no GPU fails at once.
+    auto backend = args->gemm == "loops" ? Result<std::unique_ptr<Backend>>(make_cpu_backend(false)) : make_backend(args->device);
+    if (!backend.ok()) { exit_code = report_error(backend.status().message()); return; }
     // Every output is claimed before any work, so a bad path fails at once and never touches an input.
     OutputPolicy policy = output_policy(args->force);
     for (const std::string* read : {&args->hf, &args->mcore, &args->input}) policy.protect(*read);
@@ -129,10 +134,9 @@ void add_forward_command(CLI::App& app, const GlobalOptions& global, int& exit_c
       mcore_weights = std::move(*w);
     }
     const std::string source = args->hf.empty() ? args->mcore : args->hf;
-    auto backend = make_cpu_backend(args->gemm == "blas");
     ForwardOptions o;
     o.mode = args->dtype == "bf16" ? ComputeMode::kBF16 : ComputeMode::kF32;
-    o.backend = backend.get();
+    o.backend = backend->get();
     o.all_logits = !args->logits.empty();
     o.keep_hidden = !args->hidden.empty();
     auto start = std::chrono::steady_clock::now();

@@ -33,7 +33,7 @@ std::string towers_label(const gemma4::ModelConfig& config) {
 
 void add_roundtrip_command(CLI::App& app, const GlobalOptions& global, int& exit_code) {
   struct Args {
-    std::string hf, keep, dtype = "fp32";
+    std::string hf, keep, dtype = "fp32", device = "cpu";
     bool forward = false, force = false, common_pt = false, text_mode = false;
   };
   auto args = std::make_shared<Args>();
@@ -45,6 +45,7 @@ void add_roundtrip_command(CLI::App& app, const GlobalOptions& global, int& exit
                 "the intermediate Megatron checkpoint in Megatron-Bridge's text mode (towers back from the original)");
   cmd->add_flag("--forward", args->forward, "also verify: the HF forward of the original against the Megatron forward of the conversion");
   cmd->add_option("--dtype", args->dtype, "--forward's precision: fp32 (default) or bf16")->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--device", args->device, "--forward's backend: cpu (default) or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_flag("--common-pt", args->common_pt, "the intermediate Megatron checkpoint keeps its common state in common.pt (megatron-core <= 0.18)");
   cmd->callback([args, &global, &exit_code] {
     convert::RoundtripOptions o;
@@ -55,7 +56,13 @@ void add_roundtrip_command(CLI::App& app, const GlobalOptions& global, int& exit
     o.output = output_policy(args->force);
     o.threads = global.threads;
     std::optional<verify::VerifyReport> verified;
+    std::unique_ptr<forward::Backend> backend;
+    if (args->device != "cpu" && !args->forward) { exit_code = report_error("roundtrip: --device needs --forward"); return; }
     if (args->forward) {
+      // Opened before the conversion starts, so a missing GPU costs nothing.
+      auto made = forward::make_backend(args->device);
+      if (!made.ok()) { exit_code = report_error(made.status().message()); return; }
+      backend = std::move(*made);
       o.inspect_intermediates = [&](const std::filesystem::path& mcore, const std::filesystem::path&) -> Status {
         G4_ASSIGN_OR_RETURN(forward::HfWeights hf, forward::HfWeights::open(args->hf));
         G4_ASSIGN_OR_RETURN(forward::McoreWeights mc, forward::McoreWeights::open(mcore));
@@ -63,7 +70,6 @@ void add_roundtrip_command(CLI::App& app, const GlobalOptions& global, int& exit
         verify::VerifyOptions vo;
         vo.mode = args->dtype == "bf16" ? forward::ComputeMode::kBF16 : forward::ComputeMode::kF32;
         vo.thresholds.block_rel_err = args->dtype == "bf16" ? 1e-2 : 1e-5;
-        auto backend = forward::make_cpu_backend(true);
         G4_ASSIGN_OR_RETURN(verified, verify::verify(hf, mc, in, *backend, vo));
         return Status();
       };

@@ -13,7 +13,7 @@ namespace g4::cli {
 
 void add_verify_command(CLI::App& app, const GlobalOptions& global, int& exit_code) {
   struct Args {
-    std::string hf, mcore, input, ids, dtype = "fp32", report, plot, config, adapter;
+    std::string hf, mcore, input, ids, dtype = "fp32", report, plot, config, adapter, device = "cpu";
     bool force = false, allow_inexact = false;
     std::optional<int64_t> rank;
     std::optional<double> alpha;
@@ -34,6 +34,7 @@ void add_verify_command(CLI::App& app, const GlobalOptions& global, int& exit_co
   auto* ids = cmd->add_option("--ids", args->ids, std::string("comma-separated token ids (default ") + kDefaultVerifyIds + ")");
   input->excludes(ids);
   cmd->add_option("--dtype", args->dtype, "fp32 (default) or bf16")->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--device", args->device, "cpu (default) or cuda: the backend that runs both forwards")->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--report", args->report, "write the full report as JSON");
   cmd->add_option("--plot", args->plot, "write an SVG of per-layer cosine and relative error");
   cmd->add_flag("--force", args->force, "replace existing --report/--plot files");
@@ -46,6 +47,8 @@ void add_verify_command(CLI::App& app, const GlobalOptions& global, int& exit_co
     OutputPolicy policy = output_policy(args->force);
     for (const std::string* read : {&args->hf, &args->mcore, &args->config, &args->input, &args->adapter}) policy.protect(*read);
     if (args->mcore.empty() && args->adapter.empty()) { exit_code = report_error("verify: give --mcore (or --adapter)"); return; }
+    auto backend = forward::make_backend(args->device);
+    if (!backend.ok()) { exit_code = report_error(backend.status().message()); return; }
     std::optional<OutputFile> report_out, plot_out;
     for (auto [path, out] : {std::pair{&args->report, &report_out}, {&args->plot, &plot_out}}) {
       if (path->empty()) continue;
@@ -85,8 +88,7 @@ void add_verify_command(CLI::App& app, const GlobalOptions& global, int& exit_co
     o.thresholds.block_rel_err = args->block_rel_err > 0 ? args->block_rel_err : (args->dtype == "bf16" ? 1e-2 : 1e-5);
     o.thresholds.growth = args->growth;
     if (sides) o.hf_adapters = sides->peft.get(), o.mcore_adapters = sides->megatron.get();
-    auto backend = forward::make_cpu_backend(true);
-    auto report = verify::verify(*hf, *mcore, *in, *backend, o);
+    auto report = verify::verify(*hf, *mcore, *in, **backend, o);
     if (!report.ok()) { exit_code = report_error(report.status().message()); return; }
     nlohmann::json json = verify::report_json(*report);
     std::string adapter_text;

@@ -1,5 +1,7 @@
 #include "forward/adapters.h"
 
+#include <cblas.h>
+
 #include <algorithm>
 
 namespace g4::forward {
@@ -34,26 +36,28 @@ Status check(const LowRank& d, int64_t e, int64_t in, int64_t out) {
 
 }  // namespace
 
-Status add_unmerged(Backend& ops, const LowRank& d, int64_t e, const Mat& x, Mat& out, const Precision& inner, const Precision& p) {
-  G4_RETURN_IF_ERROR(check(d, e, x.cols, out.cols));
-  Mat a = d.a_of(e), b = d.b_of(e), ax, bax;
-  inner.round(a);  // the adapter's parameters in its own dtype
-  inner.round(b);
-  ops.linear(x, a, ax, inner);
-  ops.linear(ax, b, bax, inner);
+Status add_unmerged(Backend& ops, const LowRank& d, int64_t e, const Tensor& x, Tensor& out, const Precision& inner,
+                    const Precision& p) {
+  G4_RETURN_IF_ERROR(check(d, e, x.cols(), out.cols()));
+  auto factor = [&](const Mat& m) {  // the adapter's parameters in its own dtype
+    Tensor host = Tensor::host(DType::kF32, m.rows, m.cols);
+    std::copy(m.v.begin(), m.v.end(), host.f32());
+    return ops.weight(host, inner);
+  };
+  const Tensor a = factor(d.a_of(e)), b = factor(d.b_of(e));
+  Tensor bax = ops.linear(ops.linear(x, a, inner), b, inner);
   ops.scale(bax, static_cast<float>(d.scale), inner);
   ops.add(out, bax, p);
   return {};
 }
 
-Status merge_into(Backend& ops, const LowRank& d, int64_t e, Mat& w, const Precision& p) {
+Status merge_into(const LowRank& d, int64_t e, Mat& w, const Precision& p) {
   G4_RETURN_IF_ERROR(check(d, e, w.cols, w.rows));
-  Mat b = d.b_of(e), at(d.in, d.rank), ba;
-  const Mat a = d.a_of(e);
-  for (int64_t k = 0; k < d.rank; ++k)
-    for (int64_t i = 0; i < d.in; ++i) at.v[static_cast<size_t>(i * d.rank + k)] = p.round(a.v[static_cast<size_t>(k * d.in + i)]);
+  Mat b = d.b_of(e), a = d.a_of(e), ba(d.out, d.in);
+  p.round(a);
   p.round(b);
-  ops.linear(b, at, ba, Precision{});  // B·A accumulated in fp32
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(d.out), static_cast<int>(d.in), static_cast<int>(d.rank),
+              1.0f, b.v.data(), static_cast<int>(d.rank), a.v.data(), static_cast<int>(d.in), 0.0f, ba.v.data(), static_cast<int>(d.in));
   const float s = static_cast<float>(d.scale);
   for (size_t i = 0; i < w.v.size(); ++i) w.v[i] = p.round(w.v[i] + s * ba.v[i]);
   return {};

@@ -39,9 +39,10 @@ class AdapterSource {
 
 // out += s·B_e·(A_e·x), unmerged. `inner` rounds the adapter's own matmuls and its scaling (Megatron-Bridge runs
 // its adapter in the model dtype; PEFT upcasts the adapter and its input to fp32); the add is rounded per `p`.
-Status add_unmerged(Backend& ops, const LowRank& d, int64_t e, const Mat& x, Mat& out, const Precision& inner, const Precision& p);
-// w (expert e's [out, in]) + s·B_e·A_e with the factors first rounded per `p`, the sum rounded once: PEFT's
-// ParamWrapper for 3-D expert parameters (baddbmm in the parameter's dtype).
-Status merge_into(Backend& ops, const LowRank& d, int64_t e, Mat& w, const Precision& p);
+Status add_unmerged(Backend& ops, const LowRank& d, int64_t e, const Tensor& x, Tensor& out, const Precision& inner,
+                    const Precision& p);
+// w (expert e's [out, in], on the host) + s·B_e·A_e with the factors first rounded per `p`, B·A accumulated in
+// fp32, the sum rounded once: PEFT's ParamWrapper for 3-D expert parameters (baddbmm in the parameter's dtype).
+Status merge_into(const LowRank& d, int64_t e, Mat& w, const Precision& p);
 
 }  // namespace g4::forward

@@ -1,7 +1,5 @@
-// The Gemma 4 text decoder with HF transformers' semantics (modeling_gemma4.py, transformers 5.23),
-// written as a sequence of ops.h calls, one function per block of gemma4-hf.md §3. Weights are read per
-// op from the checkpoint (hf_weights.h), so memory is bounded by one layer's largest tensor plus
-// activations, whatever the model size.
+// The Gemma 4 text decoder with HF transformers' semantics (modeling_gemma4.py, transformers 5.23): the shared
+// decoder (decoder.h) over HF's names (side.h). Also the options and results both forwards share.
 #pragma once
 
 #include <functional>

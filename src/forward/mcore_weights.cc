@@ -98,67 +98,28 @@ Result<McoreWeights::Param> McoreWeights::vocab_param(const std::string& key, co
   return Param{std::move(slab), shape, key};
 }
 
-void McoreWeights::convert(const Param& prm, uint64_t first, uint64_t count, float* out, const Precision& p) const {
-  const DType dtype = prm.slab->dtype;
-  const size_t es = dtype_size(dtype);
-  (void)prm.slab->visit(first * es, (first + count) * es, [&](std::span<const std::byte> src, uint64_t at) {
-    float* dst = out + at / es;
-    const size_t n = src.size() / es;
-    to_f32(dtype, src.data(), dst, n);
-    if (p.bf16())  // the model holds bf16 parameters, also when the checkpoint stores f32
-      for (size_t i = 0; i < n; ++i) dst[i] = round_to_bf16(dst[i]);
-    ckpt_->release(src);
-    return Status();
-  });
-}
-
-Result<Mat> McoreWeights::matrix(const std::string& name, const Precision& p) const {
+Result<WeightReader::Stored> McoreWeights::stored(const std::string& name) const {
   G4_ASSIGN_OR_RETURN(Param prm, param(name));
-  if (prm.shape.size() != 2) return Status::mismatch("'" + prm.key + "' is not 2-D per layer: " + shape_to_string(prm.shape));
-  Mat m(prm.shape[0], prm.shape[1]);
-  convert(prm, 0, m.v.size(), m.v.data(), p);
-  return m;
-}
-
-Result<std::vector<float>> McoreWeights::vector(const std::string& name, const Precision& p) const {
-  G4_ASSIGN_OR_RETURN(Param prm, param(name));
-  std::vector<float> v(checked_numel(prm.shape).value_or(0));
-  convert(prm, 0, v.size(), v.data(), p);
-  return v;
-}
-
-Result<Mat> McoreWeights::slice(const std::string& name, int64_t e, const Precision& p) const {
-  G4_ASSIGN_OR_RETURN(Param prm, param(name));
-  if (prm.shape.size() != 3 || e < 0 || e >= prm.shape[0])
-    return Status::mismatch("'" + prm.key + "': no expert " + std::to_string(e) + " in " + shape_to_string(prm.shape));
-  Mat m(prm.shape[1], prm.shape[2]);
-  convert(prm, static_cast<uint64_t>(e) * m.v.size(), m.v.size(), m.v.data(), p);
-  return m;
-}
-
-Result<Mat> McoreWeights::rows(const std::string& name, const std::vector<int64_t>& ids, const Precision& p) const {
-  G4_ASSIGN_OR_RETURN(Param prm, param(name));
-  if (prm.shape.size() != 2) return Status::mismatch("'" + prm.key + "' is not 2-D");
-  Mat m(static_cast<int64_t>(ids.size()), prm.shape[1]);
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (ids[i] < 0 || ids[i] >= prm.shape[0])
-      return Status::invalid_argument("token id " + std::to_string(ids[i]) + " is outside '" + prm.key + "'");
-    convert(prm, static_cast<uint64_t>(ids[i] * prm.shape[1]), static_cast<uint64_t>(prm.shape[1]), m.row(static_cast<int64_t>(i)), p);
-  }
-  return m;
-}
-
-Status McoreWeights::for_each_row_block(const std::string& name, int64_t block_rows, const Precision& p,
-                                        const std::function<Status(int64_t, const Mat&)>& fn) const {
-  G4_ASSIGN_OR_RETURN(Param prm, param(name));
-  if (prm.shape.size() != 2) return Status::mismatch("'" + prm.key + "' is not 2-D");
-  for (int64_t first = 0; first < prm.shape[0]; first += block_rows) {
-    const int64_t n = std::min(block_rows, prm.shape[0] - first);
-    Mat block(n, prm.shape[1]);
-    convert(prm, static_cast<uint64_t>(first * prm.shape[1]), block.v.size(), block.v.data(), p);
-    G4_RETURN_IF_ERROR(fn(first, block));
-  }
-  return {};
+  const std::shared_ptr<const dcp::Slab> slab = prm.slab;
+  const dcp::Checkpoint* ckpt = ckpt_.get();  // outlives every tensor of a forward
+  auto elements = [slab, ckpt](uint64_t first, uint64_t count) -> Result<Tensor> {
+    const size_t es = dtype_size(slab->dtype);
+    const uint64_t begin = first * es, end = (first + count) * es;
+    for (const dcp::Slab::Part& part : slab->parts) {  // one part holds the range: a view of the mapped chunk
+      if (part.begin > begin || part.begin + part.bytes.size() < end) continue;
+      const std::span<const std::byte> bytes = part.bytes.subspan(begin - part.begin, end - begin);
+      auto storage = host_view(bytes.data(), bytes.size(), [slab, ckpt, bytes] { ckpt->release(bytes); });
+      return Tensor(slab->dtype, 1, static_cast<int64_t>(count), std::move(storage));
+    }
+    Tensor t = Tensor::host(slab->dtype, 1, static_cast<int64_t>(count));  // spread over chunks: gathered
+    G4_RETURN_IF_ERROR(slab->visit(begin, end, [&](std::span<const std::byte> src, uint64_t at) {
+      std::copy(src.begin(), src.end(), t.raw() + at);
+      ckpt->release(src);
+      return Status();
+    }));
+    return t;
+  };
+  return Stored{prm.slab->dtype, prm.shape, prm.key, std::move(elements)};
 }
 
 }  // namespace g4::forward

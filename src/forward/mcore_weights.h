@@ -7,7 +7,6 @@
 #pragma once
 
 #include <filesystem>
-#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -15,27 +14,21 @@
 #include <vector>
 
 #include "runtime/dcp/checkpoint.h"
-#include "forward/mat.h"
-#include "forward/precision.h"
+#include "forward/weight_reader.h"
 #include "gemma4/config.h"
 
 namespace g4::forward {
 
-class McoreWeights {
+class McoreWeights final : public WeightReader {
  public:
   // The config comes from `config_path`, else the checkpoint's hf_config.json.
   static Result<McoreWeights> open(const std::filesystem::path& dir, const std::filesystem::path& config_path = {});
 
-  const gemma4::ModelConfig& config() const { return config_; }
+  const gemma4::ModelConfig& config() const override { return config_; }
   const std::filesystem::path& iteration_dir() const { return ckpt_->iteration_dir(); }
 
-  Result<Mat> matrix(const std::string& name, const Precision& p) const;
-  Result<std::vector<float>> vector(const std::string& name, const Precision& p) const;
-  // Expert `e` of a per-layer expert stack [E, R, C] as [R, C].
-  Result<Mat> slice(const std::string& name, int64_t e, const Precision& p) const;
-  Result<Mat> rows(const std::string& name, const std::vector<int64_t>& ids, const Precision& p) const;
-  Status for_each_row_block(const std::string& name, int64_t block_rows, const Precision& p,
-                            const std::function<Status(int64_t first_row, const Mat& block)>& fn) const;
+  // `name`: the Megatron module parameter without the language prefix.
+  Result<Stored> stored(const std::string& name) const override;
 
   // Where a parameter `name` (no prefix; any name under decoder.layers.<l>., adapters' too) is stored, by the
   // rules the base weights are read with: the per-layer key when `ckpt` has it, else the stacked key (attention
@@ -59,7 +52,6 @@ class McoreWeights {
   Result<Param> param(const std::string& name) const;
   // A parameter whose dim 0 indexes the vocabulary: its first rows; padding rows that are not zero are refused.
   Result<Param> vocab_param(const std::string& key, const Shape& shape) const;
-  void convert(const Param& param, uint64_t first, uint64_t count, float* out, const Precision& p) const;
 
   gemma4::ModelConfig config_;
   std::shared_ptr<dcp::Checkpoint> ckpt_;

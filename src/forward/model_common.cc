@@ -24,8 +24,7 @@ std::vector<int64_t> llm_input_ids(const gemma4::ModelConfig& config, const Forw
   return ids;
 }
 
-LayerGeometry layer_geometry(const gemma4::ModelConfig& config, const ForwardInput& in, const Precision& p,
-                             int64_t sliding_window_delta) {
+LayerGeometry layer_geometry(const gemma4::ModelConfig& config, const ForwardInput& in, const Precision& p) {
   const gemma4::TextConfig& cfg = config.text;
   LayerGeometry g;
   MaskInputs mi{in.batch, in.seq, in.attention_mask, {}};
@@ -33,7 +32,7 @@ LayerGeometry layer_geometry(const gemma4::ModelConfig& config, const ForwardInp
                                    cfg.use_bidirectional_attention == "vision" && !in.mm_token_type_ids.empty();
   if (vision_groups_apply) mi.vision_group = vision_groups(in.mm_token_type_ids, in.batch, in.seq);
   g.masks[gemma4::LayerType::kFull] = full_attention_mask(mi);
-  g.masks[gemma4::LayerType::kSliding] = sliding_attention_mask(mi, cfg.sliding_window + sliding_window_delta);
+  g.masks[gemma4::LayerType::kSliding] = sliding_attention_mask(mi, cfg.sliding_window);
   for (const gemma4::LayerSpec& s : cfg.layers) {
     if (g.rope.count(s.type)) continue;
     const auto& params = s.type == gemma4::LayerType::kFull ? cfg.rope_full : cfg.rope_sliding;
@@ -42,30 +41,6 @@ LayerGeometry layer_geometry(const gemma4::ModelConfig& config, const ForwardInp
     g.rope[s.type] = {std::move(cos), std::move(sin)};
   }
   return g;
-}
-
-Mat columns(const Mat& x, int64_t first, int64_t count) {
-  Mat out(x.rows, count);
-  for (int64_t t = 0; t < x.rows; ++t) std::copy(x.row(t) + first, x.row(t) + first + count, out.row(t));
-  return out;
-}
-
-void tokens_of_expert(const Routing& route, int64_t e, std::vector<int64_t>& tokens, std::vector<int64_t>& slots) {
-  tokens.clear();
-  slots.clear();
-  for (int64_t t = 0; t < route.tokens; ++t)
-    for (int64_t k = 0; k < route.top_k; ++k)
-      if (route.experts[static_cast<size_t>(t * route.top_k + k)] == e) tokens.push_back(t), slots.push_back(k);
-}
-
-void add_expert_output(const Routing& route, const std::vector<int64_t>& tokens, const std::vector<int64_t>& slots, const Mat& y,
-                       Mat& out, const Precision& p) {
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    const float weight = route.weights[static_cast<size_t>(tokens[i] * route.top_k + slots[i])];
-    float* dst = out.row(tokens[i]);
-    const float* src = y.row(static_cast<int64_t>(i));
-    for (int64_t h = 0; h < out.cols; ++h) dst[h] = p.round(dst[h] + p.round(src[h] * weight));  // bf16 index_add_
-  }
 }
 
 Status check_supported(const gemma4::ModelConfig& config) {

@@ -26,18 +26,14 @@
 #include <span>
 
 #include "forward/mat.h"
+#include "forward/scalar_math.h"
 
 namespace g4::forward {
 
 enum class ComputeMode { kF32, kBF16 };
 
-// f32 -> nearest-even bf16 -> f32, NaN kept: runtime/dtype.h's f32_to_bf16, inlined for the hot loops.
-inline float round_to_bf16(float x) {
-  uint32_t u = std::bit_cast<uint32_t>(x);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return std::bit_cast<float>((u | 0x00400000u) & 0xffff0000u);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return std::bit_cast<float>(u & 0xffff0000u);
-}
+// f32 -> nearest-even bf16 -> f32, NaN kept (the shared scalar maths, scalar_math.h).
+inline float round_to_bf16(float x) { return scalar::round_bf16(x); }
 
 struct Precision {
   ComputeMode mode = ComputeMode::kF32;

@@ -47,6 +47,7 @@ json report_json(const VerifyReport& r) {
                       {"rel_err", l.metrics.rel_err}, {"top1_agrees", l.top1_agrees}, {"top5_overlap", l.top5_overlap}, {"kl", l.kl}});
   return {{"passed", r.passed},
           {"mode", r.mode},
+          {"backend", r.backend},
           {"thresholds", {{"layer_cosine", r.thresholds.layer_cosine}, {"logits_cosine", r.thresholds.logits_cosine},
                           {"block_rel_err", r.thresholds.block_rel_err}, {"growth", r.thresholds.growth}}},
           {"first_divergent_layer", r.first_divergent_layer ? json(*r.first_divergent_layer) : json(nullptr)},
@@ -79,7 +80,7 @@ std::string report_text(const VerifyReport& r) {
     o << "first divergence: " << (f < 0 ? std::string("embedding") : f >= L ? std::string("head") : "layer " + std::to_string(f)) << ", "
       << r.first_divergent_block << "\n";
   }
-  o << (r.passed ? "verdict: PASS" : "verdict: FAIL") << " (" << r.mode << ")\n";
+  o << (r.passed ? "verdict: PASS" : "verdict: FAIL") << " (" << r.mode << ", " << r.backend << ")\n";
   for (const std::string& f : r.failures) o << "  " << f << "\n";
   return o.str();
 }

@@ -110,12 +110,14 @@ Result<VerifyReport> verify(const forward::HfWeights& hf, const forward::McoreWe
   G4_ASSIGN_OR_RETURN(forward::ForwardResult a, forward::hf_forward(hf, in, o));
   o.trace = &trace_mc;
   o.adapters = options.mcore_adapters;
-  auto b_result = forward::mcore_forward(mcore, in, o, options.faults);
+  if (options.megatron_backend) o.backend = options.megatron_backend;
+  auto b_result = forward::mcore_forward(mcore, in, o);
   if (!b_result.ok()) return b_result.status().with_context("Megatron forward");
   forward::ForwardResult b = std::move(*b_result);
 
   VerifyReport r;
   r.mode = options.mode == forward::ComputeMode::kBF16 ? "bf16" : "fp32";
+  r.backend = backend.describe();
   r.thresholds = options.thresholds;
   const double block_thr = options.thresholds.block_rel_err;
   auto flag = [&](int layer, const std::string& block) {

@@ -49,7 +49,8 @@ struct LogitsReport {
 };
 
 struct VerifyReport {
-  std::string mode;  // "fp32" or "bf16"
+  std::string mode;     // "fp32" or "bf16"
+  std::string backend;  // Backend::describe() of the backend both forwards ran on
   Thresholds thresholds;
   bool passed = true;
   std::optional<int> first_divergent_layer;  // -1 the embedding, L (the layer count) the head
@@ -63,7 +64,9 @@ struct VerifyReport {
 struct VerifyOptions {
   forward::ComputeMode mode = forward::ComputeMode::kF32;
   Thresholds thresholds;
-  forward::FaultInjection faults;  // tests only
+  // The backend of the Megatron-side forward when it is not the one verify() is given: tests pass a decorated
+  // backend that plants a fault in that forward alone (tests/verify/faulty_backend.h). Null: the same backend.
+  forward::Backend* megatron_backend = nullptr;
   // LoRA adapters each side applies (verify --adapter, adapter_sides.h), in that forward's naming; null: none.
   const forward::AdapterSource* hf_adapters = nullptr;
   const forward::AdapterSource* mcore_adapters = nullptr;

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "convert/hf2mcore.h"
+#include "faulty_backend.h"
 #include "forward/forward_input.h"
 #include "mcore_edit.h"
 #include "test_support.h"
@@ -31,16 +32,17 @@ class PlantedBug : public ::testing::Test {
     return o.out;
   }
   VerifyReport run(const std::string& name, const fs::path& mcore, forward::ComputeMode mode = forward::ComputeMode::kF32,
-                   forward::FaultInjection faults = {}) {
+                   planted::FaultInjection faults = {}) {
     auto hf = forward::HfWeights::open(tiny(name));
     auto mc = forward::McoreWeights::open(mcore);
     auto in = forward::forward_input_from_ids(kIds);
     EXPECT_TRUE(hf.ok() && mc.ok() && in.ok());
     auto backend = forward::make_cpu_backend(true);
+    planted::FaultyBackend faulty(*backend, faults);
     VerifyOptions o;
     o.mode = mode;
     o.thresholds.block_rel_err = mode == forward::ComputeMode::kBF16 ? 1e-2 : 1e-5;
-    o.faults = faults;
+    o.megatron_backend = &faulty;
     auto r = verify(*hf, *mc, *in, *backend, o);
     EXPECT_TRUE(r.ok()) << r.status().to_string();
     return r.ok() ? *r : VerifyReport{};
@@ -131,7 +133,7 @@ TEST_F(PlantedBug, RouterScaleFoldedIntoTheRouterWeightInBf16IsRouter) {
 
 TEST_F(PlantedBug, RopeOnTheFirstDimsOfFullLayersIsAttentionAtTheFirstFullLayer) {
   const fs::path m = convert("tiny-26b-a4b");
-  forward::FaultInjection f;
+  planted::FaultInjection f;
   f.rope_first_dims = true;
   expect_caught(run("tiny-26b-a4b", m, forward::ComputeMode::kF32, f), 2, "attention");
 }
@@ -139,7 +141,7 @@ TEST_F(PlantedBug, RopeOnTheFirstDimsOfFullLayersIsAttentionAtTheFirstFullLayer)
 TEST_F(PlantedBug, SoftcapSkippedOrAppliedTwiceIsTheHead) {
   const fs::path m = convert("tiny-31b");
   for (int times : {0, 2}) {
-    forward::FaultInjection f;
+    planted::FaultInjection f;
     f.softcap_times = times;
     const VerifyReport r = run("tiny-31b", m, forward::ComputeMode::kF32, f);
     expect_caught(r, static_cast<int>(r.layers.size()), "head");
@@ -149,7 +151,7 @@ TEST_F(PlantedBug, SoftcapSkippedOrAppliedTwiceIsTheHead) {
 TEST_F(PlantedBug, SlidingWindowOffByOneIsAttentionAtTheFirstSlidingLayer) {
   const fs::path m = convert("tiny-e4b");
   for (int delta : {-1, 1}) {
-    forward::FaultInjection f;
+    planted::FaultInjection f;
     f.sliding_window_delta = delta;
     expect_caught(run("tiny-e4b", m, forward::ComputeMode::kF32, f), 0, "attention");
   }
