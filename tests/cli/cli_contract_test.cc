@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "runtime/cuda_info.h"
 #include "runtime/dcp/dcp_metadata.h"
 #include "runtime/torch/pickle_reader.h"
 #include "test_support.h"
@@ -23,6 +24,27 @@ TEST(CliContract, UsageErrorsAreOneErrorLineAndExit2) {
     EXPECT_EQ(lines(out), 1) << args << "\n" << out;
     EXPECT_EQ(out.rfind("g4convert: error: ", 0), 0u) << out;
   }
+}
+
+// --device cuda where no GPU is (CI, this build without nvcc, a machine without a driver): one line, exit 2, before
+// any input is read; version lists the devices that work.
+TEST(CliContract, DeviceCudaWithoutAGpuIsOneErrorLineAndExit2AndVersionListsDevices) {
+  std::string out;
+  ASSERT_EQ(testing::run_g4convert("version", &out), 0) << out;
+  if (cuda_device_count() > 0) {
+    EXPECT_NE(out.find("devices: cpu, cuda\n"), std::string::npos) << out;
+    GTEST_SKIP() << "this machine has a GPU: --device cuda works here (tests/cuda run it)";
+  }
+  EXPECT_NE(out.find("devices: cpu\n"), std::string::npos) << out;
+  const std::string tiny = (testing::source_dir() / "testdata" / "tiny-e2b").string();
+  for (const std::string& args : {"forward --device cuda --hf " + tiny + " --ids 2,3", "verify --device cuda --hf " + tiny + " --mcore /nonexistent",
+                                 "roundtrip --forward --device cuda --hf " + tiny}) {
+    EXPECT_EQ(testing::run_g4convert(args, &out), 2) << args;
+    EXPECT_EQ(lines(out), 1) << args << "\n" << out;
+    EXPECT_EQ(out.rfind("g4convert: error: --device cuda: ", 0), 0u) << out;
+  }
+  EXPECT_EQ(testing::run_g4convert("roundtrip --device cuda --hf " + tiny, &out), 2) << out;
+  EXPECT_EQ(out, "g4convert: error: roundtrip: --device needs --forward\n");
 }
 
 TEST(CliContract, ThreadCountMustBeANumberAndAbsurdCountsAreCapped) {

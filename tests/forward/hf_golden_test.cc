@@ -58,8 +58,9 @@ void PrintTo(const Golden& g, std::ostream* os) { *os << g.path; }
 
 class HfGolden : public ::testing::TestWithParam<Golden> {};
 
-TEST_P(HfGolden, ForwardMatchesTransformers) {
-  const Golden& g = GetParam();
+// Every golden on `backend`: the CPU backend in every run, the CUDA one where a GPU is (the same thresholds: both
+// compute in fp32 and round where transformers rounds).
+void expect_matches_transformers(const Golden& g, Backend& backend) {
   auto file = SafetensorsFile::open(g.path);
   ASSERT_OK(file);
   const TensorInfo* logits_info = file->find("logits");
@@ -76,10 +77,9 @@ TEST_P(HfGolden, ForwardMatchesTransformers) {
 
   auto weights = HfWeights::open(testing::source_dir() / "testdata" / g.structure);
   ASSERT_OK(weights);
-  auto backend = make_cpu_backend();
   ForwardOptions o;
   o.mode = g.dtype == "bf16" ? ComputeMode::kBF16 : ComputeMode::kF32;
-  o.backend = backend.get();
+  o.backend = &backend;
   o.all_logits = true;
   o.keep_hidden = true;
   auto r = hf_forward(*weights, in, o);
@@ -130,6 +130,17 @@ TEST_P(HfGolden, ForwardMatchesTransformers) {
       }
     }
   }
+}
+
+TEST_P(HfGolden, ForwardMatchesTransformers) {
+  auto backend = make_cpu_backend();
+  expect_matches_transformers(GetParam(), *backend);
+}
+
+TEST_P(HfGolden, CudaForwardMatchesTransformers) {
+  auto backend = make_backend("cuda");
+  if (!backend.ok()) GTEST_SKIP() << "no GPU to run the goldens on: " << backend.status().message();
+  expect_matches_transformers(GetParam(), **backend);
 }
 
 INSTANTIATE_TEST_SUITE_P(Transformers, HfGolden, ::testing::ValuesIn(goldens()), [](const auto& param_info) {
