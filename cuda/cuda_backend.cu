@@ -30,6 +30,7 @@ class CudaBackend final : public Backend {
   explicit CudaBackend(std::shared_ptr<DeviceContext> ctx) : ctx_(std::move(ctx)) {}
 
   Device device() const override { return Device::kCuda; }
+  void synchronize() override { G4_CUDA_CHECK(cudaStreamSynchronize(stream())); }
 
   std::string describe() const override {
     const cudaDeviceProp& p = ctx_->properties();

@@ -62,44 +62,87 @@ def theirs_live(structure, case_name, dtype):
     return out
 
 
-def routing_agrees(theirs_experts, theirs_probs, ours_experts):
-    """Same expert set, or a set that differs only among experts tied exactly at the k-th probability
-    (e.g. an all-zero router input gives uniform probabilities and transformers' top-k pick is arbitrary)."""
+# bf16 runs of transformers on two CPUs (AVX-512 and AVX2 kernels) differ by up to ~2e-2 of a tensor's largest
+# value before any routing differs. A top-k choice whose probabilities sit closer than that (relative to the
+# token's largest probability) may flip between them, and a flip changes that token's output by order 1 from
+# then on, and, through attention, every later token of its row. fp32 noise (~1e-6) flips only exact ties.
+ROUTER_NEAR_TIE = {"fp32": 0.0, "bf16": 2e-2}
+
+
+def routing_agrees(theirs_experts, theirs_probs, ours_experts, tolerance=0.0):
+    """Same expert set, or a set that differs only among experts tied at the k-th probability to within
+    `tolerance` of the largest (e.g. an all-zero router input gives uniform probabilities and transformers'
+    top-k pick is arbitrary)."""
     if set(theirs_experts.tolist()) == set(ours_experts.tolist()):
         return True
     kth = theirs_probs[theirs_experts].min()
-    return bool((theirs_probs[ours_experts] >= kth).all())
+    return bool((theirs_probs[ours_experts] >= kth - tolerance * theirs_probs.max()).all())
+
+
+def bf16_ulp(x):
+    """The spacing of bf16 numbers at |x| (8 significant bits)."""
+    x = x.double().abs().clamp_min(1e-30)
+    return torch.exp2(torch.floor(torch.log2(x)) - 7)
+
+
+def perturbed_tokens(mask, flipped):
+    """Real positions (flattened B*S) at or after a near-tie routing flip in their row."""
+    B, S = mask.shape
+    out = torch.zeros(B * S, dtype=torch.bool)
+    for t in flipped:
+        b = t // S
+        out[t:(b + 1) * S] = True
+    return out & mask.flatten().bool()
+
+
+def near_tie_flips(mask, routing_pairs, tolerance):
+    """(agree, total, flipped): per real token and MoE layer, whether the expert sets agree (exact ties allowed),
+    and the tokens whose sets differ only within `tolerance`. routing_pairs: (experts_a, probs_a, experts_b) per
+    layer, each [B*S, ...]."""
+    real = mask.flatten()
+    agree, total, flipped = 0, 0, []
+    for experts_a, probs_a, experts_b in routing_pairs:
+        for t in real.nonzero().flatten().tolist():
+            total += 1
+            if routing_agrees(experts_a[t], probs_a[t], experts_b[t]):
+                agree += 1
+            elif routing_agrees(experts_a[t], probs_a[t], experts_b[t], tolerance):
+                agree += 1
+                flipped.append(t)
+    return agree, total, flipped
 
 
 def compare(structure, case_name, dtype, theirs, ours, our_routing):
     mask = theirs["attention_mask"].bool()
     B, S = mask.shape
     real = mask.flatten()
-    t_logits = theirs["logits"].reshape(B * S, -1)[real]
-    o_logits = ours["logits"].reshape(B * S, -1)[real]
+    pairs = [(theirs[f"routing.{e['layer']}.experts"].reshape(B * S, -1), theirs[f"routing.{e['layer']}.probs"].reshape(B * S, -1),
+              torch.tensor(e["experts"]).reshape(B * S, -1)) for e in our_routing["layers"]]
+    agree, total, flipped = near_tie_flips(mask, pairs, ROUTER_NEAR_TIE[dtype])
+    # Metrics over the real positions no near-tie flip reaches (all of them unless a flip happened).
+    kept = real & ~perturbed_tokens(mask, flipped)
+    t_logits = theirs["logits"].reshape(B * S, -1)[kept]
+    o_logits = ours["logits"].reshape(B * S, -1)[kept]
     rel = float((t_logits - o_logits).abs().max() / t_logits.abs().max())
-    layer_cos = [cosine(theirs[k].reshape(B * S, -1)[real], ours[k].reshape(B * S, -1)[real])
+    layer_cos = [cosine(theirs[k].reshape(B * S, -1)[kept], ours[k].reshape(B * S, -1)[kept])
                  for k in sorted((k for k in theirs if k.startswith("hidden.")), key=lambda k: int(k.split(".")[1]))]
     last = [int(mask[b].nonzero().max()) for b in range(B)]
-    last_cos = min(cosine(theirs["logits"][b, last[b]], ours["logits"][b, last[b]]) for b in range(B))
-    # Top-1 agrees when our choice is a maximum of theirs (bf16 logits can tie exactly).
-    ours_top1 = o_logits.argmax(-1, keepdim=True)
-    top1 = float((t_logits.gather(-1, ours_top1).squeeze(-1) == t_logits.max(-1).values).float().mean())
-    agree, total = 0, 0
-    for entry in our_routing["layers"]:
-        theirs_experts = theirs[f"routing.{entry['layer']}.experts"].reshape(B * S, -1)
-        theirs_probs = theirs[f"routing.{entry['layer']}.probs"].reshape(B * S, -1)
-        ours_experts = torch.tensor(entry["experts"]).reshape(B * S, -1)
-        for t in real.nonzero().flatten().tolist():
-            total += 1
-            agree += routing_agrees(theirs_experts[t], theirs_probs[t], ours_experts[t])
+    last_cos = min([cosine(theirs["logits"][b, last[b]], ours["logits"][b, last[b]]) for b in range(B) if kept[b * S + last[b]]],
+                   default=1.0)
+    # Top-1 agrees when our choice is a maximum of theirs; in bf16, within one bf16 step of it (transformers' own
+    # logits on two CPUs swap such near-ties).
+    theirs_max = t_logits.max(-1).values.double()
+    ours_pick = t_logits.gather(-1, o_logits.argmax(-1, keepdim=True)).squeeze(-1).double()
+    slack = bf16_ulp(theirs_max) if dtype == "bf16" else torch.zeros_like(theirs_max)
+    top1 = float(((theirs_max - ours_pick) <= slack).float().mean())
     row = {"structure": structure, "input": case_name, "dtype": dtype, "rel_logit": rel, "min_layer_cos": min(layer_cos),
-           "last_cos": last_cos, "top1": top1, "router": (agree, total)}
+           "last_cos": last_cos, "top1": top1, "router": (agree, total), "near_tie_flips": len(flipped),
+           "tokens_compared": int(kept.sum())}
     th = THRESHOLDS[dtype]
     if dtype == "fp32":
         row["pass"] = rel <= th["rel_logit"] and min(layer_cos) >= th["layer_cos"] and agree == total
     else:
-        row["pass"] = top1 == 1.0 and last_cos >= th["last_cos"]
+        row["pass"] = top1 == 1.0 and last_cos >= th["last_cos"] and agree == total and int(kept.sum()) > 0
     return row
 
 

@@ -28,8 +28,11 @@ def test_forward_matches_live_transformers(tmp_path, structure, case, dtype):
 
 # How far a fresh run of the generator may drift from the committed goldens on another machine: only CPU-kernel
 # noise (accumulation order, SIMD width, bf16 kernels), never a different computation, which moves a tensor by
-# order 1. Measured on two machines: fp32 reaches ~1.5e-6 of a tensor's largest value, bf16 ~2.3e-2 (bf16 has
-# 8 mantissa bits and six layers to accumulate rounding); element-wise tolerances fail on near-zero elements.
+# order 1. Measured on three machines (two AVX-512, one AVX2): fp32 reaches ~1.5e-6 of a tensor's largest value,
+# bf16 ~3.5e-2 (8 mantissa bits and six layers to accumulate rounding); element-wise tolerances fail on near-zero
+# elements. A bf16 MoE router choice within that noise of a tie may flip (parity.ROUTER_NEAR_TIE; seen on the AVX2
+# machine: tiny-26b-a4b layer 5, probabilities 0.1800 and 0.1769): the flipped token and the later tokens of its
+# row are then left out of the float comparisons, and every other routing choice must still be identical.
 KERNEL_NOISE = {"fp32": 1e-5, "bf16": 6e-2}
 
 
@@ -39,19 +42,16 @@ def drift(old, new):
     return float((o - n).abs().max() / o.abs().max().clamp_min(1e-30)), float((o - n).norm() / o.norm().clamp_min(1e-30))
 
 
-def top_k_flips_are_near_ties(old_experts, new_experts, probs, tolerance):
-    """A top-k choice may differ between machines only where the swapped experts' probabilities tie to within
-    kernel noise; any other difference is a different computation."""
-    k = old_experts.shape[-1]
-    for token in range(old_experts.reshape(-1, k).shape[0]):
-        a, b = set(old_experts.reshape(-1, k)[token].tolist()), set(new_experts.reshape(-1, k)[token].tolist())
-        if a == b:
-            continue
-        p = probs.reshape(-1, probs.shape[-1])[token].double()
-        kth = p.sort(descending=True).values[k - 1]
-        if any(abs(float(p[e] - kth)) > tolerance for e in a ^ b):
-            return False
-    return True
+def unperturbed(old, new, dtype):
+    """Flattened B*S positions no near-tie routing flip between the two runs reaches."""
+    mask = old["attention_mask"].bool()
+    B, S = mask.shape
+    layers = sorted(int(k.split(".")[1]) for k in old if k.startswith("routing.") and k.endswith(".experts"))
+    pairs = [(old[f"routing.{L}.experts"].reshape(B * S, -1), old[f"routing.{L}.probs"].reshape(B * S, -1),
+              new[f"routing.{L}.experts"].reshape(B * S, -1)) for L in layers]
+    agree, total, flipped = parity.near_tie_flips(mask, pairs, parity.ROUTER_NEAR_TIE[dtype])
+    assert agree == total, "a routing choice differs beyond a near tie"
+    return ~parity.perturbed_tokens(mask, flipped)
 
 
 def test_goldens_are_what_their_generator_makes(tmp_path):
@@ -65,16 +65,17 @@ def test_goldens_are_what_their_generator_makes(tmp_path):
             continue
         old, new = load_file(TESTDATA / "goldens" / name), load_file(tmp_path / name)
         assert old.keys() == new.keys(), name
-        tolerance = KERNEL_NOISE[name.split(".")[-2]]
+        dtype = name.split(".")[-2]
+        tolerance = KERNEL_NOISE[dtype]
+        keep = unperturbed(old, new, dtype)
+        B, S = old["attention_mask"].shape
         for key in old:
             assert old[key].shape == new[key].shape and old[key].dtype == new[key].dtype, f"{name}: {key}"
             if old[key].is_floating_point():
-                largest, normwise = drift(old[key], new[key])
+                a, b = old[key].reshape(B * S, -1)[keep], new[key].reshape(B * S, -1)[keep]
+                largest, normwise = drift(a, b)
                 assert largest <= tolerance and normwise <= tolerance, f"{name}: {key} drifts {largest:.3g}/{normwise:.3g}"
-            elif key.endswith(".experts"):
-                probs = old[key.replace(".experts", ".probs")]
-                assert top_k_flips_are_near_ties(old[key], new[key], probs, tolerance), f"{name}: {key}"
-            else:
+            elif not key.endswith(".experts"):  # routing choices: unperturbed() above
                 assert torch.equal(old[key], new[key]), f"{name}: {key}"
 
 

@@ -12,6 +12,7 @@
 #include "cli/progress.h"
 #include "forward/hf_model.h"
 #include "forward/mcore_model.h"
+#include "forward/timing_backend.h"
 #include "runtime/safetensors_writer.h"
 #include "runtime/text_file.h"
 
@@ -84,7 +85,7 @@ void add_forward_command(CLI::App& app, const GlobalOptions& global, int& exit_c
   struct Args {
     std::string hf, mcore, input, ids, dtype = "fp32", logits, hidden, routing, gemm = "blas", device = "cpu";
     int top = 5;
-    bool force = false;
+    bool force = false, profile = false;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("forward", "run the reference forward: HF transformers' semantics (--hf) or Megatron-Bridge's (--mcore)");
@@ -102,6 +103,7 @@ void add_forward_command(CLI::App& app, const GlobalOptions& global, int& exit_c
   cmd->add_option("--routing", args->routing, "write the chosen experts and weights of every MoE layer as JSON");
   cmd->add_flag("--force", args->force, "replace existing --logits/--hidden/--routing files");
   cmd->add_option("--gemm", args->gemm, "blas (default) or loops: the CPU GEMM, for benchmarks")->check(CLI::IsMember({"blas", "loops"}));
+  cmd->add_flag("--profile", args->profile, "print the time each op took (waiting for the device around each) on stderr");
   cmd->add_option("--device", args->device, "cpu (default) or cuda: the backend that runs the ops")->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->callback([args, &global, &exit_code] {
     if (args->input.empty() && args->ids.empty()) { exit_code = report_error("forward needs --input or --ids"); return; }
@@ -136,7 +138,9 @@ void add_forward_command(CLI::App& app, const GlobalOptions& global, int& exit_c
     const std::string source = args->hf.empty() ? args->mcore : args->hf;
     ForwardOptions o;
     o.mode = args->dtype == "bf16" ? ComputeMode::kBF16 : ComputeMode::kF32;
-    o.backend = backend->get();
+    std::optional<TimingBackend> timing;
+    if (args->profile) timing.emplace(**backend);
+    o.backend = timing ? static_cast<Backend*>(&*timing) : backend->get();
     o.all_logits = !args->logits.empty();
     o.keep_hidden = !args->hidden.empty();
     auto start = std::chrono::steady_clock::now();
@@ -147,6 +151,7 @@ void add_forward_command(CLI::App& app, const GlobalOptions& global, int& exit_c
     }();
     if (!r.ok()) { exit_code = report_error(source + ": " + r.status().message()); return; }
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (timing) std::fputs(timing->report(seconds).c_str(), stderr);
 
     if (logits_out) {
       Status s = write_mats(*logits_out, {{"logits", &r->logits}}, r->batch, r->seq);

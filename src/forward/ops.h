@@ -69,6 +69,8 @@ class Backend {
   virtual Device device() const = 0;
   // One line for reports: "cpu: 2 threads, OpenBLAS sgemm, oneDNN bf16 matmul", "cuda: NVIDIA H200 (sm_90) ...".
   virtual std::string describe() const = 0;
+  // Waits until every op queued so far has finished (the CUDA stream; nothing on the CPU): for timing ops.
+  virtual void synchronize() {}
 
   // --- Memory. Activations are f32 tensors on this backend's device.
   virtual Tensor empty(int64_t rows, int64_t cols) = 0;  // contents unspecified

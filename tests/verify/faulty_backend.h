@@ -8,7 +8,7 @@
 #include <memory>
 #include <numeric>
 
-#include "forward/ops.h"
+#include "forward/forwarding_backend.h"
 
 namespace g4::verify::planted {
 
@@ -18,37 +18,13 @@ struct FaultInjection {
   bool rope_first_dims = false;
 };
 
-class FaultyBackend : public forward::Backend {
+class FaultyBackend : public forward::ForwardingBackend {
  public:
   using Tensor = forward::Tensor;
   using Precision = forward::Precision;
 
-  FaultyBackend(forward::Backend& inner, FaultInjection faults) : in_(inner), f_(faults) {}
-
-  forward::Device device() const override { return in_.device(); }
+  FaultyBackend(forward::Backend& inner, FaultInjection faults) : ForwardingBackend(inner), in_(inner), f_(faults) {}
   std::string describe() const override { return "faulty(" + in_.describe() + ")"; }
-  Tensor empty(int64_t r, int64_t c) override { return in_.empty(r, c); }
-  Tensor zeros(int64_t r, int64_t c) override { return in_.zeros(r, c); }
-  Tensor upload(const forward::Mat& m) override { return in_.upload(m); }
-  forward::Mat download(const Tensor& x) override { return in_.download(x); }
-  Tensor weight(const Tensor& h, const Precision& p) override { return in_.weight(h, p); }
-  Tensor parameter(const std::vector<float>& v, const Precision& p) override { return in_.parameter(v, p); }
-  Tensor copy(const Tensor& x) override { return in_.copy(x); }
-  Tensor select_columns(const Tensor& x, std::span<const int64_t> i) override { return in_.select_columns(x, i); }
-  void write_columns(Tensor& x, int64_t first, const Tensor& part) override { in_.write_columns(x, first, part); }
-  Tensor gather_rows(const Tensor& x, std::span<const int64_t> rows) override { return in_.gather_rows(x, rows); }
-  void scatter_add_rows(Tensor& out, const Tensor& y, std::span<const int64_t> rows, std::span<const float> w,
-                        const Precision& p) override {
-    in_.scatter_add_rows(out, y, rows, w, p);
-  }
-  Tensor linear(const Tensor& x, const Tensor& w, const Precision& p) override { return in_.linear(x, w, p); }
-  void rms_norm(Tensor& x, const Tensor* w, int64_t dim, float eps, const Precision& p) override { in_.rms_norm(x, w, dim, eps, p); }
-  void gelu_tanh_mul(Tensor& g, const Tensor& u, const Precision& p) override { in_.gelu_tanh_mul(g, u, p); }
-  void gelu_tanh(Tensor& x, const Precision& p) override { in_.gelu_tanh(x, p); }
-  void add(Tensor& x, const Tensor& y, const Precision& p) override { in_.add(x, y, p); }
-  void mul(Tensor& x, const Tensor& y, const Precision& p) override { in_.mul(x, y, p); }
-  void scale(Tensor& x, float s, const Precision& p) override { in_.scale(x, s, p); }
-  void scale_columns(Tensor& x, const Tensor& v, const Precision& p) override { in_.scale_columns(x, v, p); }
 
   // Gemma 4 softcaps only the final logits, so every call here is the head's.
   void softcap(Tensor& x, float cap, const Precision& p) override {
