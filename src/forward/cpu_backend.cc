@@ -50,9 +50,12 @@ class CpuBackend final : public Backend {
     return m;
   }
 
+  // A bf16 checkpoint weight stays the mapped checkpoint itself in both modes: its values are exact in f32, so an
+  // fp32 model (from_pretrained(dtype=float32) upcasts exactly) multiplies the same numbers, and the GEMM widens
+  // a block of rows at a time instead of this op writing a whole f32 copy (twice the bytes, every forward).
   Tensor weight(const Tensor& host, const Precision& p) override {
     const DType want = p.bf16() ? DType::kBF16 : DType::kF32;
-    if (host.dtype() == want) return host;  // the mapped checkpoint itself
+    if (host.dtype() == want || host.dtype() == DType::kBF16) return host;
     G4_CHECK(dtype_converts_to_f32(host.dtype()));
     Tensor out = Tensor::host(want, host.rows(), host.cols());
     const int64_t n = host.numel();
@@ -117,7 +120,7 @@ class CpuBackend final : public Backend {
 
   Tensor linear(const Tensor& x, const Tensor& w, const Precision& p) override {
     Tensor out = empty(x.rows(), w.rows());
-    gemm_.run(x, w, out);
+    gemm_.run(x, w, out, p.bf16());
     p.round(std::span<float>(out.f32(), static_cast<size_t>(out.numel())));
     return out;
   }

@@ -25,8 +25,9 @@ class CpuGemm {
   CpuGemm(const CpuGemm&) = delete;
   CpuGemm& operator=(const CpuGemm&) = delete;
 
-  // x: f32 [T, K] (bf16 values when w is bf16); w: f32 or bf16 [N, K]; out: f32 [T, N].
-  void run(const Tensor& x, const Tensor& w, const Tensor& out);
+  // x: f32 [T, K]; w: f32 or bf16 [N, K]; out: f32 [T, N]. `x_is_bf16`: x holds bf16 values (bf16 mode), so a
+  // bf16 matmul multiplies it exactly; otherwise a bf16 w is widened and x multiplied in f32.
+  void run(const Tensor& x, const Tensor& w, const Tensor& out, bool x_is_bf16);
   const char* describe() const;
 
  private:

@@ -77,10 +77,11 @@ class Backend {
   virtual Tensor zeros(int64_t rows, int64_t cols) = 0;
   virtual Tensor upload(const Mat& host) = 0;
   virtual Mat download(const Tensor& x) = 0;
-  // A weight read from a checkpoint (a host tensor in its stored type, 2-D) in the type the GEMM multiplies in: bf16
-  // in bf16 mode (f32 storage rounded once, as from_pretrained(dtype=bfloat16) does), f32 in fp32 mode. Called
-  // once per weight per forward: the CPU backend keeps a host tensor already in that type as it is (no copy); the
-  // CUDA backend uploads it through pinned staging.
+  // A weight read from a checkpoint (a host tensor in its stored type, 2-D) as linear() takes it: bf16 in bf16 mode
+  // (f32 storage rounded once, as from_pretrained(dtype=bfloat16) does); in fp32 mode f32, or bf16 storage as it
+  // is where the backend's GEMM widens it (its values are exact in f32). Called once per weight per forward: the
+  // CPU backend keeps bf16 storage and storage already in the wanted type as it is (no copy); the CUDA backend
+  // uploads through pinned staging (and widens on the device in fp32 mode).
   virtual Tensor weight(const Tensor& host, const Precision& p) = 0;
   // A small parameter (norm weight, router scale) as an f32 tensor whose values are rounded per `p`.
   virtual Tensor parameter(const std::vector<float>& values, const Precision& p) = 0;
@@ -99,8 +100,9 @@ class Backend {
                                 const Precision& p) = 0;
 
   // --- Compute.
-  // out[T, N] = x[T, K] · w[N, K]ᵀ (nn.Linear without bias), accumulated in fp32. w comes from weight(): a bf16 w
-  // multiplies x as bf16 (exact: x holds bf16 values wherever the model hands a bf16 GEMM its input).
+  // out[T, N] = x[T, K] · w[N, K]ᵀ (nn.Linear without bias), accumulated in fp32. w comes from weight(). In bf16 mode
+  // a bf16 w multiplies x as bf16 (exact: x holds bf16 values wherever the model hands a bf16 GEMM its input); in
+  // fp32 mode a bf16 w multiplies as its exact f32 values.
   virtual Tensor linear(const Tensor& x, const Tensor& w, const Precision& p) = 0;
   // RMSNorm over each run of `dim` values of x: x · (mean(x²) + eps)^-0.5 · w; w (f32, length dim) null for the
   // weightless norms (v_norm, router norm). Plain w, not 1 + w (Gemma4RMSNorm).
