@@ -36,7 +36,9 @@ Result<WeightReader::Stored> HfWeights::stored(const std::string& name) const {
   auto elements = [all, dtype, file](uint64_t first, uint64_t count) -> Result<Tensor> {
     const size_t elem = dtype_size(dtype);
     const std::span<const std::byte> bytes = all.subspan(first * elem, count * elem);
-    // Streaming: the mapped pages go when the last handle does, so resident memory is what is in flight.
+    // Streaming: read ahead in large requests (a cold page cache otherwise faults in 4 KiB at a time, ~6x slower
+    // than the disk streams), and the mapped pages go when the last handle does, so resident memory is in flight.
+    file->will_need_range(bytes);
     auto storage = host_view(bytes.data(), bytes.size(), [file, bytes] { file->release_range(bytes); });
     return Tensor(dtype, 1, static_cast<int64_t>(count), std::move(storage));
   };

@@ -108,6 +108,7 @@ Result<WeightReader::Stored> McoreWeights::stored(const std::string& name) const
     for (const dcp::Slab::Part& part : slab->parts) {  // one part holds the range: a view of the mapped chunk
       if (part.begin > begin || part.begin + part.bytes.size() < end) continue;
       const std::span<const std::byte> bytes = part.bytes.subspan(begin - part.begin, end - begin);
+      ckpt->will_need(bytes);  // read ahead in large requests, as HfWeights does
       auto storage = host_view(bytes.data(), bytes.size(), [slab, ckpt, bytes] { ckpt->release(bytes); });
       return Tensor(slab->dtype, 1, static_cast<int64_t>(count), std::move(storage));
     }

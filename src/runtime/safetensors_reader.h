@@ -54,6 +54,10 @@ class SafetensorsFile {
   const TensorInfo* find(std::string_view name) const;
   std::span<const std::byte> data(const TensorInfo& t) const;
   void will_need(const TensorInfo& t) const { map_.will_need(header_.data_start + t.begin, t.nbytes()); }
+  // Asks the kernel to read a sub-span of data(t) ahead in large requests (before a pass over it).
+  void will_need_range(std::span<const std::byte> part) const {
+    map_.will_need(static_cast<size_t>(part.data() - map_.bytes().data()), part.size());
+  }
   // Drops the resident pages of a sub-span of data(t) after a streaming pass over it.
   void release_range(std::span<const std::byte> part) const {
     map_.release(static_cast<size_t>(part.data() - map_.bytes().data()), part.size());

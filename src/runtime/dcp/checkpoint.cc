@@ -67,6 +67,16 @@ std::optional<std::pair<fs::path, uint64_t>> Checkpoint::locate(std::span<const 
   return std::nullopt;
 }
 
+void Checkpoint::will_need(std::span<const std::byte> bytes) const {
+  for (const auto& [name, map] : maps_) {
+    const std::byte* base = map.bytes().data();
+    if (bytes.data() >= base && bytes.data() + bytes.size() <= base + map.size()) {
+      map.will_need(static_cast<size_t>(bytes.data() - base), bytes.size());
+      return;
+    }
+  }
+}
+
 void Checkpoint::release(std::span<const std::byte> bytes) const {
   for (const auto& [name, map] : maps_) {
     const std::byte* base = map.bytes().data();

@@ -68,6 +68,8 @@ class Checkpoint {
   std::optional<std::pair<std::filesystem::path, uint64_t>> locate(std::span<const std::byte> bytes) const;
   // Drops the resident pages under `bytes` (a view into one of the mapped .distcp files) after streaming it.
   void release(std::span<const std::byte> bytes) const;
+  // Asks the kernel to read these mapped bytes ahead in large requests (before a pass over them).
+  void will_need(std::span<const std::byte> bytes) const;
 
   // The slab at `index` on the prepended (stacked) axes `axes` of `key`, with `shape` (the parameter's own
   // shape); the stored tensor must have exactly the shape `axes ++ shape` the caller's config implies, and its
