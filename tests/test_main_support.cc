@@ -3,12 +3,23 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 
 #include "test_support.h"
 
 namespace g4::testing {
 namespace fs = std::filesystem;
+
+namespace {
+// The build's absolute paths, unless the environment names others: bench/gpu_check.sh runs this binary on a
+// machine where the checkout and the build live elsewhere (G4_SOURCE_DIR: the repo root, G4_BINARY: g4convert).
+// Only source_dir() and run_g4convert() read them; unset or empty means the compiled-in path.
+std::string env_or(const char* name, const char* compiled_in) {
+  const char* value = std::getenv(name);
+  return value && *value ? value : compiled_in;
+}
+}  // namespace
 
 ScratchDir::ScratchDir() {
   std::random_device rd;
@@ -39,7 +50,7 @@ std::string read_bytes(const fs::path& path) {
 }
 
 int run_g4convert(const std::string& args, std::string* output) {
-  std::string cmd = std::string(G4_BINARY) + " " + args + " 2>&1";
+  std::string cmd = env_or("G4_BINARY", G4_BINARY) + " " + args + " 2>&1";
   FILE* pipe = ::popen(cmd.c_str(), "r");
   if (!pipe) return -1;
   std::array<char, 4096> buf;
@@ -51,6 +62,6 @@ int run_g4convert(const std::string& args, std::string* output) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-fs::path source_dir() { return G4_SOURCE_DIR; }
+fs::path source_dir() { return env_or("G4_SOURCE_DIR", G4_SOURCE_DIR); }
 
 }  // namespace g4::testing
