@@ -68,7 +68,10 @@ void CpuGemm::bf16_library(const Tensor& x, const Tensor& w, const Tensor& out) 
 
 void CpuGemm::bf16_widened(const Tensor& x, const Tensor& w, const Tensor& out) {
   const int64_t T = x.rows(), K = x.cols(), N = w.rows();
-  const int64_t block = std::max<int64_t>(1, (int64_t{1} << 20) / K);  // rows per 4 MiB of f32 (measured best of 512 KiB, 4 and 16 MiB)
+  // ~4 MiB of f32 rows (measured best of 512 KiB, 4 and 16 MiB), a multiple of 64 rows: sgemm's kernels for a
+  // ragged last few rows accumulate in another order, and blocks ending mid-tile would give rows results that depend
+  // on where a block starts (Megatron's fused QKV and HF's separate q/k/v would then differ in bf16).
+  const int64_t block = std::max<int64_t>(64, (int64_t{1} << 20) / K / 64 * 64);
   widened_.resize(static_cast<size_t>(std::min(block, N) * K));
   const uint16_t* ws = w.data<uint16_t>();
   for (int64_t n0 = 0; n0 < N; n0 += block) {
