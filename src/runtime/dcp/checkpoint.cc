@@ -58,33 +58,33 @@ void Slab::copy(uint64_t begin, std::span<std::byte> out) const {
   });
 }
 
-std::optional<std::pair<fs::path, uint64_t>> Checkpoint::locate(std::span<const std::byte> bytes) const {
-  for (const auto& [name, map] : maps_) {
+const MappedFile* Checkpoint::mapping_of(std::span<const std::byte> bytes, std::string* name, size_t* offset) const {
+  for (const auto& [file, map] : maps_) {
     const std::byte* base = map.bytes().data();
-    if (bytes.data() >= base && bytes.data() + bytes.size() <= base + map.size())
-      return std::make_pair(iter_ / name, static_cast<uint64_t>(bytes.data() - base));
+    if (bytes.data() >= base && bytes.data() + bytes.size() <= base + map.size()) {
+      if (name) *name = file;
+      *offset = static_cast<size_t>(bytes.data() - base);
+      return &map;
+    }
   }
-  return std::nullopt;
+  return nullptr;
+}
+
+std::optional<std::pair<fs::path, uint64_t>> Checkpoint::locate(std::span<const std::byte> bytes) const {
+  std::string name;
+  size_t offset = 0;
+  if (!mapping_of(bytes, &name, &offset)) return std::nullopt;
+  return std::make_pair(iter_ / name, static_cast<uint64_t>(offset));
 }
 
 void Checkpoint::will_need(std::span<const std::byte> bytes) const {
-  for (const auto& [name, map] : maps_) {
-    const std::byte* base = map.bytes().data();
-    if (bytes.data() >= base && bytes.data() + bytes.size() <= base + map.size()) {
-      map.will_need(static_cast<size_t>(bytes.data() - base), bytes.size());
-      return;
-    }
-  }
+  size_t offset = 0;
+  if (const MappedFile* map = mapping_of(bytes, nullptr, &offset)) map->will_need(offset, bytes.size());
 }
 
 void Checkpoint::release(std::span<const std::byte> bytes) const {
-  for (const auto& [name, map] : maps_) {
-    const std::byte* base = map.bytes().data();
-    if (bytes.data() >= base && bytes.data() + bytes.size() <= base + map.size()) {
-      map.release(static_cast<size_t>(bytes.data() - base), bytes.size());
-      return;
-    }
-  }
+  size_t offset = 0;
+  if (const MappedFile* map = mapping_of(bytes, nullptr, &offset)) map->release(offset, bytes.size());
 }
 
 bool is_training_state_key(const std::string& key) {

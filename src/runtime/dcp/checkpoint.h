@@ -92,6 +92,8 @@ class Checkpoint {
 
   std::filesystem::path iter_;
   Metadata metadata_;
+  // The mapped .distcp file holding `bytes` (its name and the bytes' offset in it), or null.
+  const MappedFile* mapping_of(std::span<const std::byte> bytes, std::string* name, size_t* offset) const;
   mutable std::map<std::string, MappedFile> maps_;  // every .distcp file, opened up front
 };
 
